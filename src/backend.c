@@ -1,0 +1,9 @@
+/* Backend helpers shared by every backend. */
+#include "backend.h"
+
+void
+umg_backend_free (UmgBackend *backend)
+{
+  if (backend != NULL)
+    backend->klass->free (backend);
+}
