@@ -83,11 +83,11 @@ typedef struct
 gboolean umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width,
                                gint height, UmgClipImageRequest *request, GError **error);
 
-/* Prepare an RGB8 image the way CLIP does: resize the shorter side to size (bicubic),
- * centre-crop to size × size, scale to [0, 1], normalise with CLIP's mean and std.
- * out: [3, size, size]. */
-void umgclip_preprocess_rgb (const guint8 *rgb, gint width, gint height, gint stride, gint size,
-                             gfloat *out);
+/* Prepare an RGB8 image the way CLIP does: resize the shorter side to size (bicubic with
+ * antialiasing), centre-crop to size × size, scale to [0, 1], normalise with the model's mean
+ * and std. size <= 0: the model's image size. out: [3, size, size]. */
+void umgclip_preprocess_rgb (UmgClipContext *ctx, const guint8 *rgb, gint width, gint height,
+                             gint stride, gint size, gfloat *out);
 
 /* Zero-shot label embeddings: for each label, every template ("a photo of a {}.") is
  * encoded, normalised and averaged, and the mean normalised again (CLIP's prompt

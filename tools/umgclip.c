@@ -1,0 +1,615 @@
+/* umgclip: the runtime from the command line. Works on a model directory and prints JSON on
+ * standard output; errors go to standard error with a non-zero exit status. */
+#include "npy.h"
+#include "umgclip.h"
+
+#include <gdk-pixbuf/gdk-pixbuf.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_TEMPLATE "a photo of a {}."
+
+typedef struct
+{
+  const gchar *command;
+  const gchar *model;
+  GPtrArray *positional;        /* after the model */
+  const gchar *device;
+  const gchar *dense_mode;
+  const gchar *tensor;
+  const gchar *out;
+  const gchar *boxes;
+  const gchar *labels;
+  GPtrArray *templates;
+  gint size;
+  gint iterations;
+  gboolean normalize;
+} Args;
+
+static void
+usage (FILE *stream)
+{
+  fputs ("usage:\n"
+         "  umgclip info MODEL\n"
+         "  umgclip tokenize MODEL TEXT...\n"
+         "  umgclip encode-text MODEL TEXT...\n"
+         "  umgclip encode-image MODEL (IMAGE | --tensor X.npy)\n"
+         "  umgclip encode-dense MODEL (IMAGE | --tensor X.npy) [--dense-mode M] --out F.npy\n"
+         "  umgclip encode-regions MODEL (IMAGE | --tensor X.npy) --boxes \"x,y,w,h;...\"\n"
+         "  umgclip classify MODEL IMAGE --labels \"cat,dog,car\" [--template T]...\n"
+         "  umgclip bench MODEL [--size N] [--iterations N]\n"
+         "options:\n"
+         "  --device auto|cpu|vulkan|vulkan:N   (default auto: a GPU, else the CPU)\n"
+         "  --dense-mode naclip|clearclip|sclip|maskclip   (default naclip)\n"
+         "  --normalize      L2-normalise printed embeddings\n"
+         "  --size N         input size for IMAGE (default: the model's) or for bench\n"
+         "  --template T     prompt template with {} for classify (repeatable; default \""
+         DEFAULT_TEMPLATE "\")\n", stream);
+}
+
+static gboolean
+parse_int (const gchar *option, const gchar *text, gint *out, GError **error)
+{
+  guint64 value;
+  if (!g_ascii_string_to_unsigned (text, 10, 1, 1 << 20, &value, NULL))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "%s: '%s' is not a positive integer", option, text);
+      return FALSE;
+    }
+  *out = value;
+  return TRUE;
+}
+
+static gboolean
+parse_args (gint argc, gchar **argv, Args *args, GError **error)
+{
+  args->positional = g_ptr_array_new ();
+  args->templates = g_ptr_array_new ();
+  args->dense_mode = "naclip";
+  args->iterations = 10;
+  for (gint i = 1; i < argc; i++)
+    {
+      const gchar *arg = argv[i];
+      const gchar **string_option = NULL;
+      gint *int_option = NULL;
+
+      if (g_strcmp0 (arg, "--normalize") == 0)
+        {
+          args->normalize = TRUE;
+          continue;
+        }
+      if (g_strcmp0 (arg, "--device") == 0)
+        string_option = &args->device;
+      else if (g_strcmp0 (arg, "--dense-mode") == 0)
+        string_option = &args->dense_mode;
+      else if (g_strcmp0 (arg, "--tensor") == 0)
+        string_option = &args->tensor;
+      else if (g_strcmp0 (arg, "--out") == 0)
+        string_option = &args->out;
+      else if (g_strcmp0 (arg, "--boxes") == 0)
+        string_option = &args->boxes;
+      else if (g_strcmp0 (arg, "--labels") == 0)
+        string_option = &args->labels;
+      else if (g_strcmp0 (arg, "--size") == 0)
+        int_option = &args->size;
+      else if (g_strcmp0 (arg, "--iterations") == 0)
+        int_option = &args->iterations;
+      else if (g_strcmp0 (arg, "--template") != 0)
+        {
+          if (g_str_has_prefix (arg, "--"))
+            {
+              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "unknown option %s", arg);
+              return FALSE;
+            }
+          if (args->command == NULL)
+            args->command = arg;
+          else if (args->model == NULL)
+            args->model = arg;
+          else
+            g_ptr_array_add (args->positional, (gpointer) arg);
+          continue;
+        }
+      if (i + 1 >= argc)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "%s needs a value", arg);
+          return FALSE;
+        }
+      i++;
+      if (string_option != NULL)
+        *string_option = argv[i];
+      else if (int_option != NULL)
+        {
+          if (!parse_int (arg, argv[i], int_option, error))
+            return FALSE;
+        }
+      else
+        g_ptr_array_add (args->templates, argv[i]);
+    }
+  if (args->command == NULL || args->model == NULL)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "a command and a MODEL are needed");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+print_vector (GString *out, const gfloat *v, gsize n)
+{
+  g_string_append_c (out, '[');
+  for (gsize i = 0; i < n; i++)
+    g_string_append_printf (out, "%s%.9g", i ? ", " : "", v[i]);
+  g_string_append_c (out, ']');
+}
+
+static void
+print_vectors (GString *out, const gchar *key, gfloat *v, gsize rows, gsize cols, gboolean normalize)
+{
+  g_string_append_printf (out, "{\"%s\": [", key);
+  for (gsize r = 0; r < rows; r++)
+    {
+      if (normalize)
+        umgclip_l2_normalize (v + r * cols, cols);
+      if (r)
+        g_string_append (out, ", ");
+      print_vector (out, v + r * cols, cols);
+    }
+  g_string_append (out, "]}\n");
+}
+
+static void
+append_json_string (GString *out, const gchar *text)
+{
+  g_autofree gchar *escaped = g_strescape (text, NULL);
+  g_string_append_printf (out, "\"%s\"", escaped);
+}
+
+/* The network input: a .npy tensor [1, 3, H, W] as given, or an image file prepared as CLIP
+ * prepares it. */
+static gfloat *
+load_input (UmgClipContext *ctx, const Args *args, gint *width, gint *height, GError **error)
+{
+  if (args->tensor != NULL)
+    {
+      UmgArray array;
+      if (!umg_npy_load (args->tensor, &array, error))
+        return NULL;
+      if (array.n_dims != 4 || array.shape[0] != 1 || array.shape[1] != 3)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                       "%s: expected a float32 array of shape [1, 3, H, W]", args->tensor);
+          umg_array_clear (&array);
+          return NULL;
+        }
+      *height = array.shape[2];
+      *width = array.shape[3];
+      return array.data;
+    }
+  if (args->positional->len < 1)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "an IMAGE or --tensor is needed");
+      return NULL;
+    }
+  {
+    const gchar *path = g_ptr_array_index (args->positional, 0);
+    g_autoptr (GError) local_error = NULL;
+    g_autoptr (GdkPixbuf) loaded = gdk_pixbuf_new_from_file (path, &local_error);
+    g_autoptr (GdkPixbuf) rgb = NULL;
+    gint size = args->size > 0 ? args->size : umgclip_context_get_info (ctx)->image_size;
+    gfloat *pixels;
+
+    if (loaded == NULL)
+      {
+        g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE, "%s: %s", path,
+                     local_error->message);
+        return NULL;
+      }
+    /* drop any alpha channel by compositing on black: CLIP expects three channels */
+    rgb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, gdk_pixbuf_get_width (loaded),
+                          gdk_pixbuf_get_height (loaded));
+    gdk_pixbuf_fill (rgb, 0);
+    gdk_pixbuf_composite (loaded, rgb, 0, 0, gdk_pixbuf_get_width (loaded),
+                          gdk_pixbuf_get_height (loaded), 0, 0, 1, 1, GDK_INTERP_NEAREST, 255);
+    pixels = g_new (gfloat, 3 * (gsize) size * size);
+    umgclip_preprocess_rgb (ctx, gdk_pixbuf_read_pixels (rgb), gdk_pixbuf_get_width (rgb),
+                            gdk_pixbuf_get_height (rgb), gdk_pixbuf_get_rowstride (rgb), size,
+                            pixels);
+    *width = *height = size;
+    return pixels;
+  }
+}
+
+static gboolean
+parse_boxes (const gchar *text, GArray *boxes, GError **error)
+{
+  g_auto (GStrv) items = g_strsplit (text ? text : "", ";", -1);
+  for (guint i = 0; items[i] != NULL; i++)
+    {
+      g_auto (GStrv) fields = NULL;
+      gfloat box[4];
+      if (*g_strstrip (items[i]) == '\0')
+        continue;
+      fields = g_strsplit (items[i], ",", -1);
+      if (g_strv_length (fields) != 4)
+        goto bad;
+      for (guint f = 0; f < 4; f++)
+        {
+          gchar *end;
+          box[f] = g_ascii_strtod (fields[f], &end);
+          if (end == fields[f] || *end != '\0')
+            goto bad;
+        }
+      if (box[2] <= 0 || box[3] <= 0)
+        goto bad;
+      g_array_append_vals (boxes, box, 4);
+      continue;
+    bad:
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "--boxes: '%s' is not x,y,w,h with positive width and height", items[i]);
+      return FALSE;
+    }
+  if (boxes->len == 0)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "--boxes: no box given");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+command_info (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const UmgClipInfo *info = umgclip_context_get_info (ctx);
+  g_string_append_printf (out,
+                          "{\"model\": \"%s\", \"layout\": \"%s\", \"dtype\": \"%s\", "
+                          "\"embed_dim\": %d, \"vision\": {\"image_size\": %d, \"patch_size\": %d, "
+                          "\"width\": %d, \"layers\": %d, \"heads\": %d, \"act\": \"%s\"}, "
+                          "\"text\": {\"width\": %d, \"layers\": %d, \"heads\": %d, "
+                          "\"context_length\": %d, \"vocab_size\": %d, \"act\": \"%s\"}, "
+                          "\"logit_scale\": %.9g, \"backend\": ",
+                          args->model, info->layout, info->dtype, info->embed_dim,
+                          info->image_size, info->patch_size, info->vision_width,
+                          info->vision_layers, info->vision_heads, info->vision_act,
+                          info->text_width, info->text_layers, info->text_heads,
+                          info->context_length, info->vocab_size, info->text_act,
+                          info->logit_scale);
+  append_json_string (out, info->backend);
+  g_string_append (out, "}\n");
+  return TRUE;
+}
+
+static gboolean
+need_texts (const Args *args, GError **error)
+{
+  if (args->positional->len == 0)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "%s needs at least one TEXT",
+                   args->command);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+command_tokenize (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const gint length = umgclip_context_get_info (ctx)->context_length;
+  g_autofree gint32 *tokens = g_new (gint32, length);
+  if (!need_texts (args, error))
+    return FALSE;
+  g_string_append (out, "{\"tokens\": [");
+  for (guint t = 0; t < args->positional->len; t++)
+    {
+      gint count = umgclip_tokenize (ctx, g_ptr_array_index (args->positional, t), tokens, error);
+      if (count < 0)
+        return FALSE;
+      g_string_append (out, t ? ", [" : "[");
+      for (gint i = 0; i < count; i++)
+        g_string_append_printf (out, "%s%d", i ? ", " : "", tokens[i]);
+      g_string_append_c (out, ']');
+    }
+  g_string_append (out, "]}\n");
+  return TRUE;
+}
+
+static gboolean
+command_encode_text (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+  g_autofree gfloat *embeddings = NULL;
+  if (!need_texts (args, error))
+    return FALSE;
+  embeddings = g_new (gfloat, (gsize) args->positional->len * embed);
+  if (!umgclip_encode_text (ctx, (const gchar *const *) args->positional->pdata,
+                            args->positional->len, embeddings, error))
+    return FALSE;
+  print_vectors (out, "embeddings", embeddings, args->positional->len, embed, args->normalize);
+  return TRUE;
+}
+
+static gboolean
+command_encode_image (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+  g_autofree gfloat *embedding = g_new (gfloat, embed);
+  UmgClipImageRequest request = { .embedding = embedding };
+  gint width, height;
+  g_autofree gfloat *pixels = load_input (ctx, args, &width, &height, error);
+
+  if (pixels == NULL || !umgclip_encode_image (ctx, pixels, width, height, &request, error))
+    return FALSE;
+  if (args->normalize)
+    umgclip_l2_normalize (embedding, embed);
+  g_string_append (out, "{\"embedding\": ");
+  print_vector (out, embedding, embed);
+  g_string_append (out, "}\n");
+  return TRUE;
+}
+
+static gboolean
+command_encode_dense (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const UmgClipInfo *info = umgclip_context_get_info (ctx);
+  UmgClipImageRequest request = { 0 };
+  gint width, height;
+  g_autofree gfloat *pixels = NULL;
+  g_autofree gfloat *dense = NULL;
+  gsize shape[3];
+
+  if (args->out == NULL)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "encode-dense needs --out F.npy");
+      return FALSE;
+    }
+  if (!umgclip_parse_dense_mode (args->dense_mode, &request.dense_mode, error))
+    return FALSE;
+  pixels = load_input (ctx, args, &width, &height, error);
+  if (pixels == NULL)
+    return FALSE;
+  shape[0] = height / info->patch_size;
+  shape[1] = width / info->patch_size;
+  shape[2] = info->embed_dim;
+  request.dense = dense = g_new (gfloat, shape[0] * shape[1] * shape[2]);
+  if (!umgclip_encode_image (ctx, pixels, width, height, &request, error))
+    return FALSE;
+  if (args->normalize)
+    for (gsize cell = 0; cell < shape[0] * shape[1]; cell++)
+      umgclip_l2_normalize (dense + cell * shape[2], shape[2]);
+  if (!umg_npy_save (args->out, dense, 3, shape, error))
+    return FALSE;
+  g_string_append_printf (out, "{\"shape\": [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT ", %"
+                          G_GSIZE_FORMAT "]}\n", shape[0], shape[1], shape[2]);
+  return TRUE;
+}
+
+static gboolean
+command_encode_regions (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+  g_autoptr (GArray) boxes = g_array_new (FALSE, FALSE, sizeof (gfloat));
+  UmgClipImageRequest request = { 0 };
+  g_autofree gfloat *pixels = NULL;
+  g_autofree gfloat *regions = NULL;
+  gint width, height;
+
+  if (!parse_boxes (args->boxes, boxes, error)
+      || !umgclip_parse_dense_mode (args->dense_mode, &request.dense_mode, error))
+    return FALSE;
+  pixels = load_input (ctx, args, &width, &height, error);
+  if (pixels == NULL)
+    return FALSE;
+  request.boxes = (const gfloat *) boxes->data;
+  request.n_boxes = boxes->len / 4;
+  request.regions = regions = g_new (gfloat, (gsize) request.n_boxes * embed);
+  if (!umgclip_encode_image (ctx, pixels, width, height, &request, error))
+    return FALSE;
+  print_vectors (out, "embeddings", regions, request.n_boxes, embed, FALSE);
+  return TRUE;
+}
+
+static gboolean
+command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+  g_auto (GStrv) labels = g_strsplit (args->labels ? args->labels : "", ",", -1);
+  g_autoptr (GPtrArray) kept = g_ptr_array_new ();
+  const gchar *const default_templates[] = { DEFAULT_TEMPLATE };
+  g_autofree gfloat *embedding = g_new (gfloat, embed);
+  g_autofree gfloat *label_embeddings = NULL;
+  g_autofree gfloat *scores = NULL;
+  g_autofree guint *order = NULL;
+  UmgClipImageRequest request = { .embedding = embedding };
+  g_autofree gfloat *pixels = NULL;
+  gint width, height;
+  guint n;
+
+  for (guint i = 0; labels[i] != NULL; i++)
+    if (*g_strstrip (labels[i]) != '\0')
+      g_ptr_array_add (kept, labels[i]);
+  if (kept->len == 0)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "classify needs --labels with at least one label");
+      return FALSE;
+    }
+  n = kept->len;
+  label_embeddings = g_new (gfloat, (gsize) n * embed);
+  if (!umgclip_encode_labels (ctx, (const gchar *const *) kept->pdata, n,
+                              args->templates->len ? (const gchar *const *) args->templates->pdata
+                                                   : default_templates,
+                              args->templates->len ? args->templates->len : 1,
+                              label_embeddings, error))
+    return FALSE;
+  pixels = load_input (ctx, args, &width, &height, error);
+  if (pixels == NULL || !umgclip_encode_image (ctx, pixels, width, height, &request, error))
+    return FALSE;
+  scores = g_new (gfloat, n);
+  umgclip_score (ctx, embedding, label_embeddings, n, scores);
+
+  order = g_new (guint, n);
+  for (guint i = 0; i < n; i++)
+    order[i] = i;
+  for (guint i = 1; i < n; i++)   /* insertion sort, best first, stable */
+    for (guint j = i; j > 0 && scores[order[j]] > scores[order[j - 1]]; j--)
+      {
+        guint swap = order[j];
+        order[j] = order[j - 1];
+        order[j - 1] = swap;
+      }
+  g_string_append (out, "{\"results\": [");
+  for (guint i = 0; i < n; i++)
+    {
+      g_string_append (out, i ? ", {\"label\": " : "{\"label\": ");
+      append_json_string (out, g_ptr_array_index (kept, order[i]));
+      g_string_append_printf (out, ", \"score\": %.6g}", scores[order[i]]);
+    }
+  g_string_append (out, "]}\n");
+  return TRUE;
+}
+
+static gint
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+  gdouble x = *(const gdouble *) a, y = *(const gdouble *) b;
+  return (x > y) - (x < y);
+}
+
+/* Median milliseconds of iterations calls, after one warm-up call that also plans. */
+static gboolean
+time_pass (gint iterations, gboolean (*pass) (UmgClipContext *, gpointer, GError **),
+           UmgClipContext *ctx, gpointer data, gdouble *median_ms, GError **error)
+{
+  g_autofree gdouble *times = g_new (gdouble, iterations);
+  if (!pass (ctx, data, error))
+    return FALSE;
+  for (gint i = 0; i < iterations; i++)
+    {
+      gint64 start = g_get_monotonic_time ();
+      if (!pass (ctx, data, error))
+        return FALSE;
+      times[i] = (g_get_monotonic_time () - start) / 1000.0;
+    }
+  qsort (times, iterations, sizeof (gdouble), compare_doubles);
+  *median_ms = times[iterations / 2];
+  return TRUE;
+}
+
+typedef struct
+{
+  gfloat *pixels;
+  gint size;
+  UmgClipImageRequest request;
+} ImagePass;
+
+static gboolean
+image_pass (UmgClipContext *ctx, gpointer data, GError **error)
+{
+  ImagePass *pass = data;
+  return umgclip_encode_image (ctx, pass->pixels, pass->size, pass->size, &pass->request, error);
+}
+
+static gboolean
+text_pass (UmgClipContext *ctx, gpointer data, GError **error)
+{
+  static const gchar *const texts[] = { "a photo of a cat" };
+  return umgclip_encode_text (ctx, texts, 1, data, error);
+}
+
+static gboolean
+command_bench (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const UmgClipInfo *info = umgclip_context_get_info (ctx);
+  gint size = args->size > 0 ? args->size : info->image_size;
+  gsize cells = (gsize) (size / info->patch_size) * (size / info->patch_size);
+  g_autofree gfloat *pixels = g_new (gfloat, 3 * (gsize) size * size);
+  g_autofree gfloat *embedding = g_new (gfloat, info->embed_dim);
+  g_autofree gfloat *dense = g_new (gfloat, cells * info->embed_dim);
+  g_autofree gfloat *text = g_new (gfloat, info->embed_dim);
+  ImagePass pass = { pixels, size, { .embedding = embedding } };
+  gdouble image_ms, dense_ms, text_ms;
+  GRand *rand = g_rand_new_with_seed (1);
+
+  for (gsize i = 0; i < 3 * (gsize) size * size; i++)
+    pixels[i] = g_rand_double_range (rand, -2, 2);
+  g_rand_free (rand);
+  if (!time_pass (args->iterations, image_pass, ctx, &pass, &image_ms, error))
+    return FALSE;
+  pass.request.dense = dense;
+  if (!umgclip_parse_dense_mode (args->dense_mode, &pass.request.dense_mode, error)
+      || !time_pass (args->iterations, image_pass, ctx, &pass, &dense_ms, error)
+      || !time_pass (args->iterations, text_pass, ctx, text, &text_ms, error))
+    return FALSE;
+  g_string_append_printf (out, "{\"backend\": ");
+  append_json_string (out, info->backend);
+  g_string_append_printf (out, ", \"size\": %d, \"iterations\": %d, \"image_ms\": %.3f, "
+                          "\"image_dense_ms\": %.3f, \"dense_mode\": \"%s\", \"text_ms\": %.3f}\n",
+                          size, args->iterations, image_ms, dense_ms, args->dense_mode, text_ms);
+  return TRUE;
+}
+
+static const struct
+{
+  const gchar *name;
+  gboolean (*run) (UmgClipContext *ctx, const Args *args, GString *out, GError **error);
+} commands[] = {
+  { "info", command_info },
+  { "tokenize", command_tokenize },
+  { "encode-text", command_encode_text },
+  { "encode-image", command_encode_image },
+  { "encode-dense", command_encode_dense },
+  { "encode-regions", command_encode_regions },
+  { "classify", command_classify },
+  { "bench", command_bench },
+};
+
+int
+main (int argc, char **argv)
+{
+  Args args = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (UmgClipContext) ctx = NULL;
+  g_autoptr (GString) out = g_string_new (NULL);
+  UmgClipDeviceKind device;
+  gint device_index;
+  gint status = 1;
+
+  if (argc == 2 && (g_strcmp0 (argv[1], "--help") == 0 || g_strcmp0 (argv[1], "-h") == 0))
+    {
+      usage (stdout);
+      return 0;
+    }
+  if (!parse_args (argc, argv, &args, &error))
+    {
+      g_printerr ("umgclip: %s\n", error->message);
+      usage (stderr);
+      goto done;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_strcmp0 (args.command, commands[i].name) == 0)
+      {
+        if (!umgclip_parse_device (args.device, &device, &device_index, &error))
+          break;
+        ctx = umgclip_context_new (args.model, device, device_index, &error);
+        if (ctx != NULL && commands[i].run (ctx, &args, out, &error))
+          {
+            fputs (out->str, stdout);
+            status = 0;
+          }
+        break;
+      }
+  if (status != 0)
+    {
+      if (error != NULL)
+        g_printerr ("umgclip: %s\n", error->message);
+      else
+        {
+          g_printerr ("umgclip: unknown command '%s'\n", args.command);
+          usage (stderr);
+        }
+    }
+done:
+  g_clear_pointer (&args.positional, g_ptr_array_unref);
+  g_clear_pointer (&args.templates, g_ptr_array_unref);
+  return status;
+}
