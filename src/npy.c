@@ -1,4 +1,4 @@
-/* .npy reader and writer (format version 1.0 and 2.0, float32 only). */
+/* .npy reader and writer (format version 1.0 and 2.0; float32, and int32 read as float). */
 #include "npy.h"
 
 #include "umgclip.h"
@@ -33,7 +33,8 @@ header_value (const gchar *header, const gchar *key)
 }
 
 static gboolean
-parse_header (const gchar *path, const gchar *header, UmgArray *array, GError **error)
+parse_header (const gchar *path, const gchar *header, UmgArray *array, gboolean *is_int32,
+              GError **error)
 {
   const gchar *descr = header_value (header, "descr");
   const gchar *order = header_value (header, "fortran_order");
@@ -45,10 +46,15 @@ parse_header (const gchar *path, const gchar *header, UmgArray *array, GError **
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: malformed .npy header", path);
       return FALSE;
     }
-  if (!g_str_has_prefix (descr, "'<f4'"))
+  if (g_str_has_prefix (descr, "'<i4'"))
+    *is_int32 = TRUE;
+  else if (g_str_has_prefix (descr, "'<f4'"))
+    *is_int32 = FALSE;
+  else
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                   "%s: array type is %.6s, expected float32 ('<f4')", path, descr);
+                   "%s: array type is %.6s, expected float32 ('<f4') or int32 ('<i4')", path,
+                   descr);
       return FALSE;
     }
   if (!g_str_has_prefix (order, "False"))
@@ -89,6 +95,7 @@ umg_npy_load (const gchar *path, UmgArray *array, GError **error)
   g_autofree gchar *header = NULL;
   g_autoptr (GError) local_error = NULL;
   gsize size, header_len, data_start;
+  gboolean is_int32;
 
   memset (array, 0, sizeof *array);
   if (!g_file_get_contents (path, &contents, &size, &local_error))
@@ -124,7 +131,7 @@ umg_npy_load (const gchar *path, UmgArray *array, GError **error)
       return FALSE;
     }
   header = g_strndup (contents + data_start - header_len, header_len);
-  if (!parse_header (path, header, array, error))
+  if (!parse_header (path, header, array, &is_int32, error))
     return FALSE;
   if (size - data_start != array->n_elements * 4)
     {
@@ -135,6 +142,13 @@ umg_npy_load (const gchar *path, UmgArray *array, GError **error)
     }
   array->data = g_new (gfloat, MAX (array->n_elements, 1));
   memcpy (array->data, contents + data_start, array->n_elements * 4);
+  if (is_int32)
+    for (gsize i = 0; i < array->n_elements; i++)
+      {
+        gint32 value;
+        memcpy (&value, array->data + i, 4);
+        array->data[i] = value;
+      }
   return TRUE;
 }
 
