@@ -25,6 +25,62 @@ umg_dtype_size (UmgDtype dtype)
   return dtype == UMG_DTYPE_F16 ? 2 : 4;
 }
 
+gfloat
+umg_half_to_float (guint16 half)
+{
+  guint32 sign = (guint32) (half & 0x8000) << 16;
+  guint32 exponent = (half >> 10) & 0x1f;
+  guint32 mantissa = half & 0x3ff;
+  union { guint32 u; gfloat f; } out;
+
+  if (exponent == 0x1f)
+    out.u = sign | 0x7f800000 | (mantissa << 13);
+  else if (exponent != 0)
+    out.u = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  else if (mantissa == 0)
+    out.u = sign;
+  else
+    {
+      /* subnormal half: value = mantissa * 2^-24, exact in single precision */
+      out.f = (gfloat) mantissa * (1.0f / 16777216.0f);
+      out.u |= sign;
+    }
+  return out.f;
+}
+
+guint16
+umg_float_to_half (gfloat value)
+{
+  union { gfloat f; guint32 u; } in = { value };
+  guint32 sign = (in.u >> 16) & 0x8000;
+  guint32 abs_bits = in.u & 0x7fffffff;
+
+  if (abs_bits >= 0x7f800000)          /* inf or nan */
+    return sign | 0x7c00 | (abs_bits > 0x7f800000 ? 0x200 : 0);
+  if (abs_bits >= 0x477ff000)          /* rounds to >= 65520: overflow */
+    return sign | 0x7c00;
+  if (abs_bits < 0x38800000)
+    {
+      /* subnormal or zero half: round value * 2^24 to nearest even integer */
+      union { guint32 u; gfloat f; } a = { abs_bits };
+      gfloat scaled = a.f * 16777216.0f;
+      guint32 integer = (guint32) scaled;
+      gfloat rest = scaled - (gfloat) integer;
+      if (rest > 0.5f || (rest == 0.5f && (integer & 1)))
+        integer++;
+      return sign | integer;
+    }
+  {
+    guint32 mantissa = abs_bits & 0x7fffff;
+    guint32 exponent = (abs_bits >> 23) - 112;
+    guint32 half = (exponent << 10) | (mantissa >> 13);
+    guint32 rest = mantissa & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+      half++;                          /* carries into the exponent correctly */
+    return sign | half;
+  }
+}
+
 void
 umg_tensor_clear (UmgTensor *tensor)
 {

@@ -16,7 +16,14 @@ typedef enum
 
 gsize umg_dtype_size (UmgDtype dtype);
 
-/* A tensor held by the host: a model weight or a graph constant. Data is row-major. */
+/* IEEE half <-> single, round to nearest even. */
+gfloat umg_half_to_float (guint16 half);
+guint16 umg_float_to_half (gfloat value);
+
+/* A tensor held by the host: a model weight or a graph constant. Data is row-major.
+ * Graphs read weights of two or more dimensions only as B of MATMUL or as the table of
+ * GATHER; every other weight or constant source is one-dimensional or F32, so a backend may
+ * keep large matrices in F16 and everything else in F32. */
 typedef struct
 {
   gchar *name;
