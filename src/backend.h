@@ -26,14 +26,13 @@ typedef struct
 struct _UmgBackend
 {
   const UmgBackendClass *klass;
-  gchar *description;     /* e.g. "cpu (OpenBLAS)" or "vulkan: llvmpipe (LLVM 15.0.6)" */
+  gchar *description; /* e.g. "cpu (OpenBLAS)" or "vulkan: llvmpipe (LLVM 15.0.6)" */
 };
 
 UmgBackend *umg_backend_cpu_new (GError **error);
 /* device_index < 0: the first discrete or integrated GPU, else the first device;
  * allow_cpu_device: accept a software device (lavapipe) when no GPU is found. */
-UmgBackend *umg_backend_vulkan_new (gint device_index, gboolean allow_cpu_device,
-                                    GError **error);
+UmgBackend *umg_backend_vulkan_new (gint device_index, gboolean allow_cpu_device, GError **error);
 /* TRUE when a Vulkan device that is a real GPU (not a CPU implementation) exists. */
 gboolean umg_backend_vulkan_has_gpu (void);
 

@@ -1,5 +1,6 @@
 /* The CPU backend: the plain-C reference of every op in graph.h, with OpenBLAS for matrix
- * products. It is the oracle the Vulkan shaders are tested against and the fallback without a GPU. */
+ * products. It is the oracle the Vulkan shaders are tested against and the fallback without a GPU.
+ */
 #include "backend.h"
 #include "umgclip.h"
 
@@ -13,8 +14,8 @@ typedef struct
   /* One f32 view per weight: F32 and I32 data is used in place, F16 is converted once. */
   const gfloat **weights;
   gsize *weight_elements;
-  const UmgTensor *weight_tensors;  /* the caller's, for names in errors */
-  gfloat **converted_weights;   /* owned copies of F16 weights, NULL where used in place */
+  const UmgTensor *weight_tensors; /* the caller's, for names in errors */
+  gfloat **converted_weights;      /* owned copies of F16 weights, NULL where used in place */
   guint n_weights;
   /* UMGCLIP_CPU_NAIVE=1: triple-loop matmul in double, to check the BLAS path against. */
   gboolean naive_matmul;
@@ -22,9 +23,9 @@ typedef struct
 
 struct _UmgPlan
 {
-  const UmgGraph *graph;        /* outlives the plan */
-  gfloat *arena;                /* graph->arena_elements, 4-byte elements */
-  const gfloat **consts;        /* f32 views of graph->consts, like the weights */
+  const UmgGraph *graph; /* outlives the plan */
+  gfloat *arena;         /* graph->arena_elements, 4-byte elements */
+  const gfloat **consts; /* f32 views of graph->consts, like the weights */
   gfloat **converted_consts;
   /* Product of an accumulating matmul with an activation, before it is added to C:
    * the largest m × n among such ops. */
@@ -52,8 +53,8 @@ tensor_view (const UmgTensor *tensor, const gfloat **view, gfloat **converted, G
           {
             g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
                          "cpu: out of memory converting tensor '%s' (%" G_GSIZE_FORMAT
-                         " elements) to f32", tensor->name ? tensor->name : "?",
-                         tensor->n_elements);
+                         " elements) to f32",
+                         tensor->name ? tensor->name : "?", tensor->n_elements);
             return FALSE;
           }
         for (gsize i = 0; i < tensor->n_elements; i++)
@@ -113,14 +114,13 @@ typedef struct
   guint position;
 } OpCheck;
 
-#define OP_ERROR(check, error, ...)                                                          \
-  op_error (check, error, g_strdup_printf (__VA_ARGS__))
+#define OP_ERROR(check, error, ...) op_error (check, error, g_strdup_printf (__VA_ARGS__))
 
 static gboolean
 op_error (const OpCheck *check, GError **error, gchar *message)
 {
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "cpu: op %u (%s): %s",
-               check->position, umg_op_name (check->op->type), message);
+  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "cpu: op %u (%s): %s", check->position,
+               umg_op_name (check->op->type), message);
   g_free (message);
   return FALSE;
 }
@@ -164,8 +164,8 @@ check_ref (const OpCheck *check, UmgRef ref, gsize extent, const gchar *role, gb
       break;
     case UMG_STORAGE_CONST:
       if (ref.index >= check->graph->consts->len)
-        return OP_ERROR (check, error, "%s refers to const %u but the graph has %u constants",
-                         role, ref.index, check->graph->consts->len);
+        return OP_ERROR (check, error, "%s refers to const %u but the graph has %u constants", role,
+                         ref.index, check->graph->consts->len);
       {
         const UmgTensor *tensor = g_ptr_array_index (check->graph->consts, ref.index);
         available = tensor->n_elements;
@@ -206,25 +206,26 @@ check_matmul (const OpCheck *check, GError **error)
   gint b_rows = mm->trans_b ? mm->n : mm->k;
 
   if (mm->m < 1 || mm->n < 1 || mm->k < 1 || mm->batch < 1)
-    return OP_ERROR (check, error, "m %d, n %d, k %d and batch %d must all be >= 1", mm->m,
-                     mm->n, mm->k, mm->batch);
+    return OP_ERROR (check, error, "m %d, n %d, k %d and batch %d must all be >= 1", mm->m, mm->n,
+                     mm->k, mm->batch);
   if (mm->lda < mm->k || mm->ldb < b_cols || mm->ldc < mm->n)
     return OP_ERROR (check, error,
                      "leading dimensions lda %d, ldb %d, ldc %d are smaller than the rows "
-                     "they hold (k %d, %s %d, n %d)", mm->lda, mm->ldb, mm->ldc, mm->k,
-                     mm->trans_b ? "k" : "n", b_cols, mm->n);
+                     "they hold (k %d, %s %d, n %d)",
+                     mm->lda, mm->ldb, mm->ldc, mm->k, mm->trans_b ? "k" : "n", b_cols, mm->n);
   if (mm->stride_a < 0 || mm->stride_b < 0 || mm->stride_c < 0)
-    return OP_ERROR (check, error, "negative batch stride (a %" G_GINT64_FORMAT ", b %"
-                     G_GINT64_FORMAT ", c %" G_GINT64_FORMAT ")", mm->stride_a, mm->stride_b,
-                     mm->stride_c);
+    return OP_ERROR (check, error,
+                     "negative batch stride (a %" G_GINT64_FORMAT ", b %" G_GINT64_FORMAT
+                     ", c %" G_GINT64_FORMAT ")",
+                     mm->stride_a, mm->stride_b, mm->stride_c);
   if (mm->act != UMG_ACT_NONE && mm->act != UMG_ACT_QUICK_GELU && mm->act != UMG_ACT_GELU)
     return OP_ERROR (check, error, "unknown activation %d", (gint) mm->act);
   if (!check_ref (check, check->op->src[0],
                   strided_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "a", FALSE,
                   error)
       || !check_ref (check, check->op->src[1],
-                     strided_extent (mm->batch, mm->stride_b, b_rows, mm->ldb, b_cols), "b",
-                     FALSE, error)
+                     strided_extent (mm->batch, mm->stride_b, b_rows, mm->ldb, b_cols), "b", FALSE,
+                     error)
       || !check_ref (check, check->op->dst,
                      strided_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "c", TRUE,
                      error))
@@ -252,23 +253,23 @@ check_op (const OpCheck *check, GError **error)
       return check_ref (check, op->src[0],
                         strided_extent (1, 0, op->p.ln.rows, op->p.ln.src_stride, op->p.ln.cols),
                         "x", FALSE, error)
-        && (umg_ref_is_none (op->src[1])
-            || check_ref (check, op->src[1], op->p.ln.cols, "gamma", FALSE, error))
-        && (umg_ref_is_none (op->src[2])
-            || check_ref (check, op->src[2], op->p.ln.cols, "beta", FALSE, error))
-        && check_ref (check, op->dst,
-                      strided_extent (1, 0, op->p.ln.rows, op->p.ln.dst_stride, op->p.ln.cols),
-                      "dst", TRUE, error);
+             && (umg_ref_is_none (op->src[1])
+                 || check_ref (check, op->src[1], op->p.ln.cols, "gamma", FALSE, error))
+             && (umg_ref_is_none (op->src[2])
+                 || check_ref (check, op->src[2], op->p.ln.cols, "beta", FALSE, error))
+             && check_ref (check, op->dst,
+                           strided_extent (1, 0, op->p.ln.rows, op->p.ln.dst_stride, op->p.ln.cols),
+                           "dst", TRUE, error);
     case UMG_OP_SOFTMAX:
       if (op->p.softmax.batch < 0 || op->p.softmax.rows < 0 || op->p.softmax.cols < 1)
-        return OP_ERROR (check, error, "bad shape: batch %d, rows %d, cols %d",
-                         op->p.softmax.batch, op->p.softmax.rows, op->p.softmax.cols);
+        return OP_ERROR (check, error, "bad shape: batch %d, rows %d, cols %d", op->p.softmax.batch,
+                         op->p.softmax.rows, op->p.softmax.cols);
       return check_ref (check, op->dst,
                         (gsize) op->p.softmax.batch * op->p.softmax.rows * op->p.softmax.cols,
                         "dst", TRUE, error)
-        && (umg_ref_is_none (op->src[0])
-            || check_ref (check, op->src[0], (gsize) op->p.softmax.rows * op->p.softmax.cols,
-                          "bias", FALSE, error));
+             && (umg_ref_is_none (op->src[0])
+                 || check_ref (check, op->src[0], (gsize) op->p.softmax.rows * op->p.softmax.cols,
+                               "bias", FALSE, error));
     case UMG_OP_GATHER:
       if (op->p.gather.rows < 0 || op->p.gather.cols < 1
           || op->p.gather.src_stride < op->p.gather.cols)
@@ -277,16 +278,17 @@ check_op (const OpCheck *check, GError **error)
       if (op->src[1].storage != UMG_STORAGE_ARENA)
         {
           const UmgTensor *tensor = op->src[1].storage == UMG_STORAGE_CONST
-              && op->src[1].index < check->graph->consts->len
-              ? g_ptr_array_index (check->graph->consts, op->src[1].index) : NULL;
+                                            && op->src[1].index < check->graph->consts->len
+                                        ? g_ptr_array_index (check->graph->consts, op->src[1].index)
+                                        : NULL;
           if (tensor == NULL || tensor->dtype != UMG_DTYPE_I32)
             return OP_ERROR (check, error, "ids must be i32, in the arena or an I32 const");
         }
       /* Row ids are only known at run time; there they are checked against the table. */
       return check_ref (check, op->src[0], op->p.gather.cols, "table", FALSE, error)
-        && check_ref (check, op->src[1], op->p.gather.rows, "ids", FALSE, error)
-        && check_ref (check, op->dst, (gsize) op->p.gather.rows * op->p.gather.cols, "dst",
-                      TRUE, error);
+             && check_ref (check, op->src[1], op->p.gather.rows, "ids", FALSE, error)
+             && check_ref (check, op->dst, (gsize) op->p.gather.rows * op->p.gather.cols, "dst",
+                           TRUE, error);
     case UMG_OP_IM2COL:
       {
         gint channels = op->p.im2col.channels, patch = op->p.im2col.patch;
@@ -294,35 +296,39 @@ check_op (const OpCheck *check, GError **error)
             || (gint64) op->p.im2col.grid_h * patch > op->p.im2col.height
             || (gint64) op->p.im2col.grid_w * patch > op->p.im2col.width)
           return OP_ERROR (check, error,
-                           "bad shape: %d channels of %d x %d, patch %d, grid %d x %d",
-                           channels, op->p.im2col.height, op->p.im2col.width, patch,
-                           op->p.im2col.grid_h, op->p.im2col.grid_w);
+                           "bad shape: %d channels of %d x %d, patch %d, grid %d x %d", channels,
+                           op->p.im2col.height, op->p.im2col.width, patch, op->p.im2col.grid_h,
+                           op->p.im2col.grid_w);
         return check_ref (check, op->src[0],
                           (gsize) channels * op->p.im2col.height * op->p.im2col.width, "image",
                           FALSE, error)
-          && check_ref (check, op->dst,
-                        (gsize) op->p.im2col.grid_h * op->p.im2col.grid_w * channels * patch
-                        * patch, "dst", TRUE, error);
+               && check_ref (check, op->dst,
+                             (gsize) op->p.im2col.grid_h * op->p.im2col.grid_w * channels * patch
+                                 * patch,
+                             "dst", TRUE, error);
       }
     case UMG_OP_ADD:
       if (op->p.add.n < 0 || op->p.add.n_b < 1)
         return OP_ERROR (check, error, "bad sizes: n %" G_GINT64_FORMAT ", n_b %" G_GINT64_FORMAT,
                          op->p.add.n, op->p.add.n_b);
       return check_ref (check, op->src[0], op->p.add.n, "a", FALSE, error)
-        && check_ref (check, op->src[1], op->p.add.n > 0 ? op->p.add.n_b : 0, "b", FALSE, error)
-        && check_ref (check, op->dst, op->p.add.n, "dst", TRUE, error);
+             && check_ref (check, op->src[1], op->p.add.n > 0 ? op->p.add.n_b : 0, "b", FALSE,
+                           error)
+             && check_ref (check, op->dst, op->p.add.n, "dst", TRUE, error);
     case UMG_OP_COPY:
       if (op->p.copy.rows < 0 || op->p.copy.cols < 1 || op->p.copy.src_stride < op->p.copy.cols
           || op->p.copy.dst_stride < op->p.copy.cols)
         return OP_ERROR (check, error, "bad shape: rows %d, cols %d, src_stride %d, dst_stride %d",
                          op->p.copy.rows, op->p.copy.cols, op->p.copy.src_stride,
                          op->p.copy.dst_stride);
-      return check_ref (check, op->src[0],
-                        strided_extent (1, 0, op->p.copy.rows, op->p.copy.src_stride,
-                                        op->p.copy.cols), "src", FALSE, error)
-        && check_ref (check, op->dst,
-                      strided_extent (1, 0, op->p.copy.rows, op->p.copy.dst_stride,
-                                      op->p.copy.cols), "dst", TRUE, error);
+      return check_ref (
+                 check, op->src[0],
+                 strided_extent (1, 0, op->p.copy.rows, op->p.copy.src_stride, op->p.copy.cols),
+                 "src", FALSE, error)
+             && check_ref (
+                 check, op->dst,
+                 strided_extent (1, 0, op->p.copy.rows, op->p.copy.dst_stride, op->p.copy.cols),
+                 "dst", TRUE, error);
     case UMG_OP_ROI_ALIGN:
       if (op->p.roi.grid_h < 1 || op->p.roi.grid_w < 1 || op->p.roi.cols < 1
           || op->p.roi.n_boxes < 0 || op->p.roi.output_size < 1 || op->p.roi.sampling < 1)
@@ -331,18 +337,17 @@ check_op (const OpCheck *check, GError **error)
                          op->p.roi.grid_h, op->p.roi.grid_w, op->p.roi.cols, op->p.roi.n_boxes,
                          op->p.roi.output_size, op->p.roi.sampling);
       return check_ref (check, op->src[0],
-                        (gsize) op->p.roi.grid_h * op->p.roi.grid_w * op->p.roi.cols, "map",
-                        FALSE, error)
-        && check_ref (check, op->src[1], (gsize) op->p.roi.n_boxes * 4, "boxes", FALSE, error)
-        && check_ref (check, op->dst, (gsize) op->p.roi.n_boxes * op->p.roi.cols, "dst", TRUE,
-                      error);
+                        (gsize) op->p.roi.grid_h * op->p.roi.grid_w * op->p.roi.cols, "map", FALSE,
+                        error)
+             && check_ref (check, op->src[1], (gsize) op->p.roi.n_boxes * 4, "boxes", FALSE, error)
+             && check_ref (check, op->dst, (gsize) op->p.roi.n_boxes * op->p.roi.cols, "dst", TRUE,
+                           error);
     case UMG_OP_L2NORM:
       if (op->p.l2.rows < 0 || op->p.l2.cols < 1)
-        return OP_ERROR (check, error, "bad shape: rows %d, cols %d", op->p.l2.rows,
-                         op->p.l2.cols);
-      return check_ref (check, op->src[0], (gsize) op->p.l2.rows * op->p.l2.cols, "x", FALSE,
-                        error)
-        && check_ref (check, op->dst, (gsize) op->p.l2.rows * op->p.l2.cols, "dst", TRUE, error);
+        return OP_ERROR (check, error, "bad shape: rows %d, cols %d", op->p.l2.rows, op->p.l2.cols);
+      return check_ref (check, op->src[0], (gsize) op->p.l2.rows * op->p.l2.cols, "x", FALSE, error)
+             && check_ref (check, op->dst, (gsize) op->p.l2.rows * op->p.l2.cols, "dst", TRUE,
+                           error);
     case UMG_N_OPS:
       break;
     }
@@ -393,8 +398,8 @@ matmul_naive (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const
             sum += (gdouble) a[(gsize) i * mm->lda + l] * b_value;
           }
         product = (gfloat) (mm->alpha * sum);
-        matmul_epilogue (c + (gsize) i * mm->ldc + j, &product, bias ? bias + j : NULL, 1,
-                         mm->act, mm->accumulate);
+        matmul_epilogue (c + (gsize) i * mm->ldc + j, &product, bias ? bias + j : NULL, 1, mm->act,
+                         mm->accumulate);
       }
 }
 
@@ -407,8 +412,8 @@ matmul_blas (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const 
   if (!mm->accumulate || mm->act == UMG_ACT_NONE)
     {
       /* Without an activation, accumulating is sgemm's own beta = 1. */
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a,
-                   mm->lda, b, mm->ldb, mm->accumulate ? 1.0f : 0.0f, c, mm->ldc);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a, mm->lda,
+                   b, mm->ldb, mm->accumulate ? 1.0f : 0.0f, c, mm->ldc);
       if (bias == NULL && mm->act == UMG_ACT_NONE)
         return;
       for (gint i = 0; i < mm->m; i++)
@@ -419,8 +424,8 @@ matmul_blas (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const 
       return;
     }
   /* The activation applies to the new product only, so it needs its own buffer. */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a, mm->lda,
-               b, mm->ldb, 0.0f, scratch, mm->n);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a, mm->lda, b,
+               mm->ldb, 0.0f, scratch, mm->n);
   for (gint i = 0; i < mm->m; i++)
     matmul_epilogue (c + (gsize) i * mm->ldc, scratch + (gsize) i * mm->n, bias, mm->n, mm->act,
                      TRUE);
@@ -515,10 +520,11 @@ cpu_gather (const UmgOp *op, const gfloat *table, gsize table_elements, const gi
       gsize start = (gsize) id * op->p.gather.src_stride;
       if (id < 0 || start > table_elements || (gsize) cols > table_elements - start)
         {
-          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                       "cpu: op %u (gather): id %d at row %d is outside the table of %"
-                       G_GSIZE_FORMAT " rows", position, id, r,
-                       table_elements / op->p.gather.src_stride);
+          g_set_error (
+              error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+              "cpu: op %u (gather): id %d at row %d is outside the table of %" G_GSIZE_FORMAT
+              " rows",
+              position, id, r, table_elements / op->p.gather.src_stride);
           return FALSE;
         }
       memcpy (dst + (gsize) r * cols, table + start, cols * sizeof (gfloat));
@@ -540,8 +546,8 @@ cpu_im2col (const UmgOp *op, const gfloat *image, gfloat *dst)
         for (gint channel = 0; channel < op->p.im2col.channels; channel++)
           for (gint ky = 0; ky < patch; ky++)
             {
-              const gfloat *in = image + channel * plane
-                  + (gsize) (gy * patch + ky) * width + (gsize) gx * patch;
+              const gfloat *in = image + channel * plane + (gsize) (gy * patch + ky) * width
+                                 + (gsize) gx * patch;
               memcpy (out, in, patch * sizeof (gfloat));
               out += patch;
             }
@@ -606,8 +612,8 @@ roi_add_sample (const UmgOp *op, const gfloat *map, gfloat y, gfloat x, gdouble 
   corners[2] = map + ((gsize) y_high * grid_w + x_low) * cols;
   corners[3] = map + ((gsize) y_high * grid_w + x_high) * cols;
   for (gint c = 0; c < cols; c++)
-    sum[c] += weights[0] * corners[0][c] + weights[1] * corners[1][c]
-        + weights[2] * corners[2][c] + weights[3] * corners[3][c];
+    sum[c] += weights[0] * corners[0][c] + weights[1] * corners[1][c] + weights[2] * corners[2][c]
+              + weights[3] * corners[3][c];
 }
 
 static void
@@ -690,8 +696,8 @@ check_slots (const UmgGraph *graph, GArray *slots, const gchar *kind, GError **e
         {
           g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
                        "cpu: %s %u (%" G_GSIZE_FORMAT " elements at %" G_GSIZE_FORMAT
-                       ") lies outside the arena of %" G_GSIZE_FORMAT " elements", kind, i,
-                       slot->n_elements, slot->offset, graph->arena_elements);
+                       ") lies outside the arena of %" G_GSIZE_FORMAT " elements",
+                       kind, i, slot->n_elements, slot->offset, graph->arena_elements);
           return FALSE;
         }
     }
@@ -771,7 +777,7 @@ table_elements (UmgCpuBackend *cpu, UmgPlan *plan, UmgRef ref)
       return cpu->weight_elements[ref.index] - ref.offset;
     case UMG_STORAGE_CONST:
       return ((const UmgTensor *) g_ptr_array_index (plan->graph->consts, ref.index))->n_elements
-          - ref.offset;
+             - ref.offset;
     }
   return 0;
 }
@@ -796,8 +802,8 @@ execute_op (UmgCpuBackend *cpu, UmgPlan *plan, const UmgOp *op, guint position, 
       cpu_softmax (op, src0, dst);
       return TRUE;
     case UMG_OP_GATHER:
-      return cpu_gather (op, src0, table_elements (cpu, plan, op->src[0]),
-                         (const gint32 *) src1, dst, position, error);
+      return cpu_gather (op, src0, table_elements (cpu, plan, op->src[0]), (const gint32 *) src1,
+                         dst, position, error);
     case UMG_OP_IM2COL:
       cpu_im2col (op, src0, dst);
       return TRUE;

@@ -97,8 +97,10 @@ typedef enum
   SHADER_L2NORM,
 } ShaderId;
 
-#define SHADER(variable, bindings, params) \
-  { #variable, variable##_spv, sizeof (variable##_spv), bindings, sizeof (params) }
+#define SHADER(variable, bindings, params)                                                         \
+  {                                                                                                \
+#variable, variable##_spv, sizeof(variable##_spv), bindings, sizeof(params)                    \
+  }
 
 static const UmgVkShader shaders[] = {
   [SHADER_MATMUL] = SHADER (shader_matmul, 4, MatmulParams),
@@ -135,7 +137,7 @@ typedef struct
 {
   UmgBackend parent;
   UmgVkContext *ctx;
-  GArray *weight_chunks;        /* UmgVkBuffer */
+  GArray *weight_chunks; /* UmgVkBuffer */
   StoredTensor *weights;
   guint n_weights;
   /* the matmul variant without shared memory, for CPU implementations of Vulkan */
@@ -150,8 +152,8 @@ struct _UmgPlan
   StoredTensor *const_tensors;
   guint n_consts;
   gsize arena_elements;
-  UmgVkBuffer staging;          /* inputs, then outputs */
-  GArray *inputs, *outputs;     /* UmgSlot */
+  UmgVkBuffer staging;      /* inputs, then outputs */
+  GArray *inputs, *outputs; /* UmgSlot */
   VkDeviceSize *input_staging_offsets, *output_staging_offsets;
   VkDescriptorPool descriptor_pool;
   VkCommandBuffer cmd;
@@ -207,9 +209,9 @@ check_tensor (const UmgTensor *tensor, const gchar *kind, guint index, GError **
   if (tensor->dtype != UMG_DTYPE_F32 && tensor->dtype != UMG_DTYPE_F16
       && tensor->dtype != UMG_DTYPE_I32)
     {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "%s %u (%s): unknown dtype %d", kind, index,
-                   tensor->name != NULL ? tensor->name : "unnamed", (gint) tensor->dtype);
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "%s %u (%s): unknown dtype %d",
+                   kind, index, tensor->name != NULL ? tensor->name : "unnamed",
+                   (gint) tensor->dtype);
       return FALSE;
     }
   if (tensor->n_elements > 0 && tensor->data == NULL)
@@ -251,12 +253,13 @@ upload_tensors (UmgVkContext *ctx, const UmgTensor *const *tensors, guint n_tens
         {
           g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
                        "%s %s needs %" G_GUINT64_FORMAT " bytes, more than the Vulkan "
-                       "device's largest allocation (%" G_GUINT64_FORMAT " bytes)", kind,
-                       tensor->name, (guint64) size, (guint64) ctx->max_allocation_size);
+                       "device's largest allocation (%" G_GUINT64_FORMAT " bytes)",
+                       kind, tensor->name, (guint64) size, (guint64) ctx->max_allocation_size);
           return FALSE;
         }
       current = chunk_sizes->len > 0
-          ? &g_array_index (chunk_sizes, VkDeviceSize, chunk_sizes->len - 1) : NULL;
+                    ? &g_array_index (chunk_sizes, VkDeviceSize, chunk_sizes->len - 1)
+                    : NULL;
       if (current == NULL || align_up (*current, alignment) + size > chunk_limit)
         {
           VkDeviceSize empty = 0;
@@ -327,8 +330,7 @@ free_weights (VulkanBackend *self)
 
 /* Plans made before a second set_weights refer to the old buffers and must be freed first. */
 static gboolean
-vulkan_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weights,
-                    GError **error)
+vulkan_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weights, GError **error)
 {
   VulkanBackend *self = (VulkanBackend *) backend;
   g_autofree const UmgTensor **pointers = g_new0 (const UmgTensor *, MAX (n_weights, 1));
@@ -355,32 +357,40 @@ vulkan_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weigh
 typedef struct
 {
   UmgRef ref;
-  gsize extent;                 /* elements from ref.offset the shader may touch */
-  const gchar *role;            /* for errors: "A", "B", "bias", "dst", ... */
-  gboolean reads, writes;       /* for barriers; both FALSE for placeholder bindings */
+  gsize extent;           /* elements from ref.offset the shader may touch */
+  const gchar *role;      /* for errors: "A", "B", "bias", "dst", ... */
+  gboolean reads, writes; /* for barriers; both FALSE for placeholder bindings */
   gboolean may_be_f16;
 } BindingRequest;
 
 static BindingRequest
 input_binding (UmgRef ref, gsize extent, const gchar *role)
 {
-  return (BindingRequest) { .ref = ref, .extent = extent, .role = role, .reads = TRUE };
+  return (BindingRequest){ .ref = ref, .extent = extent, .role = role, .reads = TRUE };
 }
 
 /* matmul B and gather tables: the variant reading 16-bit storage is picked when needed */
 static BindingRequest
 matrix_binding (UmgRef ref, gsize extent, const gchar *role)
 {
-  return (BindingRequest) {
-    .ref = ref, .extent = extent, .role = role, .reads = TRUE, .may_be_f16 = TRUE,
+  return (BindingRequest){
+    .ref = ref,
+    .extent = extent,
+    .role = role,
+    .reads = TRUE,
+    .may_be_f16 = TRUE,
   };
 }
 
 static BindingRequest
 output_binding (UmgRef ref, gsize extent, const gchar *role, gboolean also_reads)
 {
-  return (BindingRequest) {
-    .ref = ref, .extent = extent, .role = role, .reads = also_reads, .writes = TRUE,
+  return (BindingRequest){
+    .ref = ref,
+    .extent = extent,
+    .role = role,
+    .reads = also_reads,
+    .writes = TRUE,
   };
 }
 
@@ -388,13 +398,13 @@ output_binding (UmgRef ref, gsize extent, const gchar *role, gboolean also_reads
 static BindingRequest
 unused_binding (UmgRef ref)
 {
-  return (BindingRequest) { .ref = ref, .extent = 0, .role = "unused binding" };
+  return (BindingRequest){ .ref = ref, .extent = 0, .role = "unused binding" };
 }
 
 typedef struct
 {
   VkDescriptorBufferInfo info;
-  guint32 element_offset;       /* of ref.offset inside the bound window */
+  guint32 element_offset; /* of ref.offset inside the bound window */
   UmgDtype dtype;
 } Binding;
 
@@ -413,9 +423,8 @@ typedef struct
   GArray *pending_reads, *pending_writes;
 } Recorder;
 
-static gboolean
-fail_op (GError **error, guint op_index, const UmgOp *op, const gchar *format, ...)
-  G_GNUC_PRINTF (4, 5);
+static gboolean fail_op (GError **error, guint op_index, const UmgOp *op, const gchar *format, ...)
+    G_GNUC_PRINTF (4, 5);
 
 static gboolean
 fail_op (GError **error, guint op_index, const UmgOp *op, const gchar *format, ...)
@@ -439,7 +448,7 @@ lookup_storage (Recorder *recorder, UmgRef ref, StoredTensor *arena_view)
   switch (ref.storage)
     {
     case UMG_STORAGE_ARENA:
-      *arena_view = (StoredTensor) {
+      *arena_view = (StoredTensor){
         .name = "arena",
         .buffer = plan->arena.buffer,
         .buffer_size = MAX (plan->arena.size, 16),
@@ -450,7 +459,7 @@ lookup_storage (Recorder *recorder, UmgRef ref, StoredTensor *arena_view)
       return arena_view;
     case UMG_STORAGE_WEIGHT:
       return ref.index < recorder->backend->n_weights ? &recorder->backend->weights[ref.index]
-          : NULL;
+                                                      : NULL;
     case UMG_STORAGE_CONST:
       return ref.index < plan->n_consts ? &plan->const_tensors[ref.index] : NULL;
     }
@@ -460,8 +469,8 @@ lookup_storage (Recorder *recorder, UmgRef ref, StoredTensor *arena_view)
 /* Binds the smallest aligned window of the storage that covers the request, so buffers larger
  * than maxStorageBufferRange still work as long as one op's footprint fits. */
 static gboolean
-resolve_binding (Recorder *recorder, guint op_index, const UmgOp *op,
-                 const BindingRequest *request, Binding *binding, GError **error)
+resolve_binding (Recorder *recorder, guint op_index, const UmgOp *op, const BindingRequest *request,
+                 Binding *binding, GError **error)
 {
   const VkPhysicalDeviceLimits *limits = &recorder->backend->ctx->properties.limits;
   StoredTensor arena_view;
@@ -470,30 +479,35 @@ resolve_binding (Recorder *recorder, guint op_index, const UmgOp *op,
   VkDeviceSize start, end, window;
 
   if (storage == NULL)
-    return fail_op (error, op_index, op, "%s refers to %s %u, which does not exist",
-                    request->role, request->ref.storage == UMG_STORAGE_WEIGHT ? "weight"
-                    : "constant", request->ref.index);
+    return fail_op (error, op_index, op, "%s refers to %s %u, which does not exist", request->role,
+                    request->ref.storage == UMG_STORAGE_WEIGHT ? "weight" : "constant",
+                    request->ref.index);
   if (request->ref.offset > storage->n_elements
       || request->extent > storage->n_elements - request->ref.offset)
     return fail_op (error, op_index, op,
                     "%s needs elements [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT ") of %s, "
-                    "which has %" G_GSIZE_FORMAT, request->role, request->ref.offset,
-                    request->ref.offset + request->extent, storage->name, storage->n_elements);
+                    "which has %" G_GSIZE_FORMAT,
+                    request->role, request->ref.offset, request->ref.offset + request->extent,
+                    storage->name, storage->n_elements);
   if (storage->dtype == UMG_DTYPE_F16 && !request->may_be_f16)
-    return fail_op (error, op_index, op, "%s is the F16 matrix %s; only matmul B and gather "
-                    "tables may be", request->role, storage->name);
+    return fail_op (error, op_index, op,
+                    "%s is the F16 matrix %s; only matmul B and gather "
+                    "tables may be",
+                    request->role, storage->name);
 
   element_size = umg_dtype_size (storage->dtype);
   start = storage->byte_offset + request->ref.offset * element_size;
   end = start + MAX (request->extent, 1) * element_size;
-  window = start / limits->minStorageBufferOffsetAlignment
-      * limits->minStorageBufferOffsetAlignment;
+  window
+      = start / limits->minStorageBufferOffsetAlignment * limits->minStorageBufferOffsetAlignment;
   end = MIN (align_up (end, 4), storage->buffer_size);
   if (end - window > limits->maxStorageBufferRange)
-    return fail_op (error, op_index, op, "%s spans %" G_GUINT64_FORMAT " bytes of %s, more than "
-                    "this device's maxStorageBufferRange (%u)", request->role,
-                    (guint64) (end - window), storage->name, limits->maxStorageBufferRange);
-  binding->info = (VkDescriptorBufferInfo) { storage->buffer, window, end - window };
+    return fail_op (error, op_index, op,
+                    "%s spans %" G_GUINT64_FORMAT " bytes of %s, more than "
+                    "this device's maxStorageBufferRange (%u)",
+                    request->role, (guint64) (end - window), storage->name,
+                    limits->maxStorageBufferRange);
+  binding->info = (VkDescriptorBufferInfo){ storage->buffer, window, end - window };
   binding->element_offset = (guint32) ((start - window) / element_size);
   binding->dtype = storage->dtype;
   return TRUE;
@@ -526,8 +540,9 @@ barrier_if_dependent (Recorder *recorder, const BindingRequest *requests, guint 
         continue;
       if (requests[i].reads && overlaps (recorder->pending_writes, range))
         dependent = TRUE;
-      if (requests[i].writes && (overlaps (recorder->pending_writes, range)
-                                 || overlaps (recorder->pending_reads, range)))
+      if (requests[i].writes
+          && (overlaps (recorder->pending_writes, range)
+              || overlaps (recorder->pending_reads, range)))
         dependent = TRUE;
     }
   if (dependent)
@@ -538,8 +553,7 @@ barrier_if_dependent (Recorder *recorder, const BindingRequest *requests, guint 
         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
       };
       vkCmdPipelineBarrier (recorder->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &barrier, 0, NULL, 0,
-                            NULL);
+                            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &barrier, 0, NULL, 0, NULL);
       g_array_set_size (recorder->pending_reads, 0);
       g_array_set_size (recorder->pending_writes, 0);
       recorder->plan->n_barriers++;
@@ -567,8 +581,10 @@ split_groups (Recorder *recorder, guint op_index, const UmgOp *op, guint64 n_gro
   guint64 y = (n_groups + x - 1) / x;
 
   if (y > max_count[1])
-    return fail_op (error, op_index, op, "%" G_GUINT64_FORMAT " workgroups exceed the device's "
-                    "dispatch limit", n_groups);
+    return fail_op (error, op_index, op,
+                    "%" G_GUINT64_FORMAT " workgroups exceed the device's "
+                    "dispatch limit",
+                    n_groups);
   groups[0] = (guint32) x;
   groups[1] = (guint32) y;
   groups[2] = 1;
@@ -600,16 +616,16 @@ choose_matmul_tiles (VulkanBackend *self, const UmgMatmulParams *mm)
 {
   const VkPhysicalDeviceLimits *limits = &self->ctx->properties.limits;
   MatmulTiles tiles = { 64, 64, 16, 4, 4, TRUE };
-  guint32 max_threads = MIN (limits->maxComputeWorkGroupInvocations,
-                             limits->maxComputeWorkGroupSize[0]);
+  guint32 max_threads
+      = MIN (limits->maxComputeWorkGroupInvocations, limits->maxComputeWorkGroupSize[0]);
 
   /* 8 × 8 outputs per invocation, 16 invocations per workgroup: measured on lavapipe at
    * 2-4 times the tiled variant's speed */
   if (self->direct_matmul)
-    return (MatmulTiles) { 8, 128, 1, 8, 8, FALSE };
+    return (MatmulTiles){ 8, 128, 1, 8, 8, FALSE };
   /* thin products (a handful of tokens) would leave most of a 64-row tile idle */
   if (mm->m <= 32)
-    tiles = (MatmulTiles) { 32, 64, 16, 2, 4, TRUE };
+    tiles = (MatmulTiles){ 32, 64, 16, 2, 4, TRUE };
   while ((tiles.tile_m / tiles.thread_m) * (tiles.tile_n / tiles.thread_n) > max_threads)
     tiles.thread_m *= 2;
   return tiles;
@@ -647,7 +663,7 @@ record_dispatch (Recorder *recorder, guint op_index, const UmgOp *op, ShaderId s
                      "vkAllocateDescriptorSets", error))
     return FALSE;
   for (guint i = 0; i < shader->n_bindings; i++)
-    writes[i] = (VkWriteDescriptorSet) {
+    writes[i] = (VkWriteDescriptorSet){
       .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
       .dstSet = set,
       .dstBinding = i,
@@ -691,11 +707,13 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
   BindingRequest requests[4] = {
     input_binding (op->src[0], matrix_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "A"),
     matrix_binding (op->src[1],
-                  mm->trans_b ? matrix_extent (mm->batch, mm->stride_b, mm->n, mm->ldb, mm->k)
-                  : matrix_extent (mm->batch, mm->stride_b, mm->k, mm->ldb, mm->n), "B"),
-    has_bias ? input_binding (op->src[2], (gsize) MAX (mm->n, 0), "bias") : unused_binding (op->src[0]),
+                    mm->trans_b ? matrix_extent (mm->batch, mm->stride_b, mm->n, mm->ldb, mm->k)
+                                : matrix_extent (mm->batch, mm->stride_b, mm->k, mm->ldb, mm->n),
+                    "B"),
+    has_bias ? input_binding (op->src[2], (gsize) MAX (mm->n, 0), "bias")
+             : unused_binding (op->src[0]),
     output_binding (op->dst, matrix_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "C",
-            mm->accumulate),
+                    mm->accumulate),
   };
   Binding bindings[4];
   MatmulTiles tiles = choose_matmul_tiles (recorder->backend, mm);
@@ -728,16 +746,23 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
   spec[7] = (guint32) mm->act;
   spec[8] = mm->accumulate != FALSE;
   spec[9] = tiles.tiled ? (tiles.tile_m / tiles.thread_m) * (tiles.tile_n / tiles.thread_n)
-      : tiles.tile_n / tiles.thread_n;
+                        : tiles.tile_n / tiles.thread_n;
   spec[10] = tiles.tiled;
 
-  params = (MatmulParams) {
-    .m = mm->m, .n = mm->n, .k = mm->k,
-    .lda = mm->lda, .ldb = mm->ldb, .ldc = mm->ldc,
-    .stride_a = (guint32) mm->stride_a, .stride_b = (guint32) mm->stride_b,
+  params = (MatmulParams){
+    .m = mm->m,
+    .n = mm->n,
+    .k = mm->k,
+    .lda = mm->lda,
+    .ldb = mm->ldb,
+    .ldc = mm->ldc,
+    .stride_a = (guint32) mm->stride_a,
+    .stride_b = (guint32) mm->stride_b,
     .stride_c = (guint32) mm->stride_c,
-    .offset_a = bindings[0].element_offset, .offset_b = bindings[1].element_offset,
-    .offset_bias = bindings[2].element_offset, .offset_c = bindings[3].element_offset,
+    .offset_a = bindings[0].element_offset,
+    .offset_b = bindings[1].element_offset,
+    .offset_bias = bindings[2].element_offset,
+    .offset_c = bindings[3].element_offset,
     .alpha = mm->alpha,
   };
   groups[0] = (mm->n + tiles.tile_n - 1) / tiles.tile_n;
@@ -751,8 +776,7 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
       groups[2] = (guint32) MIN ((gint64) max_count[2], mm->batch - base);
       if (!record_dispatch (recorder, op_index, op,
                             bindings[1].dtype == UMG_DTYPE_F16 ? SHADER_MATMUL_F16 : SHADER_MATMUL,
-                            spec, G_N_ELEMENTS (spec), requests, bindings, &params, groups,
-                            error))
+                            spec, G_N_ELEMENTS (spec), requests, bindings, &params, groups, error))
         return FALSE;
     }
   return TRUE;
@@ -766,7 +790,8 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
     input_binding (op->src[0], matrix_extent (1, 0, ln->rows, ln->src_stride, ln->cols), "x"),
     input_binding (op->src[1], (gsize) MAX (ln->cols, 0), "gamma"),
     input_binding (op->src[2], (gsize) MAX (ln->cols, 0), "beta"),
-    output_binding (op->dst, matrix_extent (1, 0, ln->rows, ln->dst_stride, ln->cols), "dst", FALSE),
+    output_binding (op->dst, matrix_extent (1, 0, ln->rows, ln->dst_stride, ln->cols), "dst",
+                    FALSE),
   };
   Binding bindings[4];
   guint32 spec[1] = { reduction_workgroup (recorder, ln->cols) };
@@ -780,11 +805,15 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
   if (!resolve_all (recorder, op_index, op, requests, 4, bindings, error)
       || !split_groups (recorder, op_index, op, ln->rows, groups, error))
     return FALSE;
-  params = (LayernormParams) {
-    .rows = ln->rows, .cols = ln->cols, .src_stride = ln->src_stride,
+  params = (LayernormParams){
+    .rows = ln->rows,
+    .cols = ln->cols,
+    .src_stride = ln->src_stride,
     .dst_stride = ln->dst_stride,
-    .offset_x = bindings[0].element_offset, .offset_gamma = bindings[1].element_offset,
-    .offset_beta = bindings[2].element_offset, .offset_dst = bindings[3].element_offset,
+    .offset_x = bindings[0].element_offset,
+    .offset_gamma = bindings[1].element_offset,
+    .offset_beta = bindings[2].element_offset,
+    .offset_dst = bindings[3].element_offset,
     .eps = ln->eps,
   };
   return record_dispatch (recorder, op_index, op, SHADER_LAYERNORM, spec, 1, requests, bindings,
@@ -800,7 +829,7 @@ record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **er
   BindingRequest requests[2] = {
     output_binding (op->dst, total_rows * (gsize) MAX (sm->cols, 0), "x", TRUE),
     has_bias ? input_binding (op->src[0], (gsize) MAX (sm->rows, 0) * MAX (sm->cols, 0), "bias")
-    : unused_binding (op->dst),
+             : unused_binding (op->dst),
   };
   Binding bindings[2];
   guint32 spec[3] = { reduction_workgroup (recorder, sm->cols), has_bias, sm->causal != FALSE };
@@ -816,9 +845,12 @@ record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **er
   if (!resolve_all (recorder, op_index, op, requests, 2, bindings, error)
       || !split_groups (recorder, op_index, op, total_rows, groups, error))
     return FALSE;
-  params = (SoftmaxParams) {
-    .total_rows = (guint32) total_rows, .rows = sm->rows, .cols = sm->cols,
-    .offset_x = bindings[0].element_offset, .offset_bias = bindings[1].element_offset,
+  params = (SoftmaxParams){
+    .total_rows = (guint32) total_rows,
+    .rows = sm->rows,
+    .cols = sm->cols,
+    .offset_x = bindings[0].element_offset,
+    .offset_bias = bindings[1].element_offset,
   };
   return record_dispatch (recorder, op_index, op, SHADER_SOFTMAX, spec, 3, requests, bindings,
                           &params, groups, error);
@@ -826,8 +858,8 @@ record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **er
 
 static gboolean
 record_elementwise (Recorder *recorder, guint op_index, const UmgOp *op, ShaderId shader_id,
-                    const BindingRequest *requests, guint n_requests, gsize n_items,
-                    void *params, guint32 **offset_fields, GError **error)
+                    const BindingRequest *requests, guint n_requests, gsize n_items, void *params,
+                    guint32 **offset_fields, GError **error)
 {
   Binding bindings[MAX_BINDINGS];
   guint32 spec[1] = { ELEMENTWISE_WORKGROUP };
@@ -867,26 +899,31 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
         const StoredTensor *table = lookup_storage (recorder, op->src[0], &arena_view);
         /* ids are only known on the device: the whole table from the ref on is bound */
         gsize table_extent = table != NULL && op->src[0].offset <= table->n_elements
-            ? table->n_elements - op->src[0].offset : 0;
+                                 ? table->n_elements - op->src[0].offset
+                                 : 0;
         BindingRequest requests[3] = {
           matrix_binding (op->src[0], table_extent, "table"),
           input_binding (op->src[1], (gsize) MAX (g->rows, 0), "ids"),
-          output_binding (op->dst, (gsize) MAX (g->rows, 0) * (gsize) MAX (g->cols, 0), "dst", FALSE),
+          output_binding (op->dst, (gsize) MAX (g->rows, 0) * (gsize) MAX (g->cols, 0), "dst",
+                          FALSE),
         };
         GatherParams params = {
-          .rows = g->rows, .cols = g->cols, .src_stride = g->src_stride,
+          .rows = g->rows,
+          .cols = g->cols,
+          .src_stride = g->src_stride,
         };
         guint32 *offsets[3] = { &params.offset_table, &params.offset_ids, &params.offset_dst };
         if (g->rows < 0 || g->cols < 0 || g->src_stride < 0)
           return fail_op (error, op_index, op, "negative size or stride");
         if (g->cols > 0 && table_extent >= (gsize) g->cols)
-          params.table_rows = g->src_stride > 0
-              ? (guint32) MIN ((table_extent - g->cols) / g->src_stride + 1, G_MAXUINT32) : 1;
-        return record_elementwise (recorder, op_index, op,
-                                   table != NULL && table->dtype == UMG_DTYPE_F16
-                                   ? SHADER_GATHER_F16 : SHADER_GATHER,
-                                   requests, 3, (gsize) MAX (g->rows, 0) * MAX (g->cols, 0),
-                                   &params, offsets, error);
+          params.table_rows
+              = g->src_stride > 0
+                    ? (guint32) MIN ((table_extent - g->cols) / g->src_stride + 1, G_MAXUINT32)
+                    : 1;
+        return record_elementwise (
+            recorder, op_index, op,
+            table != NULL && table->dtype == UMG_DTYPE_F16 ? SHADER_GATHER_F16 : SHADER_GATHER,
+            requests, 3, (gsize) MAX (g->rows, 0) * MAX (g->cols, 0), &params, offsets, error);
       }
     case UMG_OP_IM2COL:
       {
@@ -895,20 +932,25 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
         gsize n_items = (gsize) MAX (ic->grid_h, 0) * MAX (ic->grid_w, 0) * row_size;
         BindingRequest requests[2] = {
           input_binding (op->src[0],
-                 (gsize) MAX (ic->channels, 0) * MAX (ic->height, 0) * MAX (ic->width, 0),
-                 "image"),
+                         (gsize) MAX (ic->channels, 0) * MAX (ic->height, 0) * MAX (ic->width, 0),
+                         "image"),
           output_binding (op->dst, n_items, "dst", FALSE),
         };
         Im2colParams params = {
-          .channels = ic->channels, .height = ic->height, .width = ic->width,
-          .patch_size = ic->patch, .grid_h = ic->grid_h, .grid_w = ic->grid_w,
+          .channels = ic->channels,
+          .height = ic->height,
+          .width = ic->width,
+          .patch_size = ic->patch,
+          .grid_h = ic->grid_h,
+          .grid_w = ic->grid_w,
         };
         guint32 *offsets[2] = { &params.offset_image, &params.offset_dst };
         if ((gint64) ic->grid_h * ic->patch > ic->height
             || (gint64) ic->grid_w * ic->patch > ic->width)
-          return fail_op (error, op_index, op, "a %d × %d grid of %d-pixel patches does not fit "
-                          "a %d × %d image", ic->grid_h, ic->grid_w, ic->patch, ic->height,
-                          ic->width);
+          return fail_op (error, op_index, op,
+                          "a %d × %d grid of %d-pixel patches does not fit "
+                          "a %d × %d image",
+                          ic->grid_h, ic->grid_w, ic->patch, ic->height, ic->width);
         return record_elementwise (recorder, op_index, op, SHADER_IM2COL, requests, 2, n_items,
                                    &params, offsets, error);
       }
@@ -923,8 +965,8 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
         AddParams params = { .n = (guint32) n, .n_b = (guint32) n_b };
         guint32 *offsets[3] = { &params.offset_a, &params.offset_b, &params.offset_dst };
         if (n < 0 || (n > 0 && n_b <= 0) || n_b > G_MAXUINT32)
-          return fail_op (error, op_index, op, "bad sizes n %" G_GINT64_FORMAT ", n_b %"
-                          G_GINT64_FORMAT, n, n_b);
+          return fail_op (error, op_index, op,
+                          "bad sizes n %" G_GINT64_FORMAT ", n_b %" G_GINT64_FORMAT, n, n_b);
         return record_elementwise (recorder, op_index, op, SHADER_ADD, requests, 3, (gsize) n,
                                    &params, offsets, error);
       }
@@ -932,12 +974,15 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       {
         const __typeof__ (op->p.copy) *cp = &op->p.copy;
         BindingRequest requests[2] = {
-          input_binding (op->src[0], matrix_extent (1, 0, cp->rows, cp->src_stride, cp->cols), "src"),
+          input_binding (op->src[0], matrix_extent (1, 0, cp->rows, cp->src_stride, cp->cols),
+                         "src"),
           output_binding (op->dst, matrix_extent (1, 0, cp->rows, cp->dst_stride, cp->cols), "dst",
-                  FALSE),
+                          FALSE),
         };
         CopyParams params = {
-          .rows = cp->rows, .cols = cp->cols, .src_stride = cp->src_stride,
+          .rows = cp->rows,
+          .cols = cp->cols,
+          .src_stride = cp->src_stride,
           .dst_stride = cp->dst_stride,
         };
         guint32 *offsets[2] = { &params.offset_src, &params.offset_dst };
@@ -951,13 +996,19 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
         const __typeof__ (op->p.roi) *roi = &op->p.roi;
         BindingRequest requests[3] = {
           input_binding (op->src[0],
-                 (gsize) MAX (roi->grid_h, 0) * MAX (roi->grid_w, 0) * MAX (roi->cols, 0), "map"),
+                         (gsize) MAX (roi->grid_h, 0) * MAX (roi->grid_w, 0) * MAX (roi->cols, 0),
+                         "map"),
           input_binding (op->src[1], (gsize) MAX (roi->n_boxes, 0) * 4, "boxes"),
-          output_binding (op->dst, (gsize) MAX (roi->n_boxes, 0) * MAX (roi->cols, 0), "dst", FALSE),
+          output_binding (op->dst, (gsize) MAX (roi->n_boxes, 0) * MAX (roi->cols, 0), "dst",
+                          FALSE),
         };
         RoiAlignParams params = {
-          .grid_h = roi->grid_h, .grid_w = roi->grid_w, .cols = roi->cols,
-          .n_boxes = roi->n_boxes, .output_size = roi->output_size, .sampling = roi->sampling,
+          .grid_h = roi->grid_h,
+          .grid_w = roi->grid_w,
+          .cols = roi->cols,
+          .n_boxes = roi->n_boxes,
+          .output_size = roi->output_size,
+          .sampling = roi->sampling,
         };
         guint32 *offsets[3] = { &params.offset_map, &params.offset_boxes, &params.offset_dst };
         if (roi->grid_h <= 0 || roi->grid_w <= 0 || roi->cols < 0 || roi->n_boxes < 0
@@ -986,8 +1037,8 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
           return FALSE;
         params.offset_x = bindings[0].element_offset;
         params.offset_dst = bindings[1].element_offset;
-        return record_dispatch (recorder, op_index, op, SHADER_L2NORM, spec, 1, requests,
-                                bindings, &params, groups, error);
+        return record_dispatch (recorder, op_index, op, SHADER_L2NORM, spec, 1, requests, bindings,
+                                &params, groups, error);
       }
     case UMG_N_OPS:
       break;
@@ -1039,8 +1090,8 @@ plan_staging (UmgVkContext *ctx, UmgPlan *plan, const UmgGraph *graph, GError **
   for (guint pass = 0; pass < 2; pass++)
     {
       GArray *slots = pass == 0 ? graph->inputs : graph->outputs;
-      VkDeviceSize *offsets = pass == 0 ? plan->input_staging_offsets
-          : plan->output_staging_offsets;
+      VkDeviceSize *offsets
+          = pass == 0 ? plan->input_staging_offsets : plan->output_staging_offsets;
       for (guint i = 0; i < slots->len; i++)
         {
           const UmgSlot *slot = &g_array_index (slots, UmgSlot, i);
@@ -1058,8 +1109,7 @@ plan_staging (UmgVkContext *ctx, UmgPlan *plan, const UmgGraph *graph, GError **
           size = align_up (size + slot->n_elements * 4, 16);
         }
     }
-  return umg_vk_buffer_init (ctx, &plan->staging, size, TRUE, "input/output staging buffer",
-                             error);
+  return umg_vk_buffer_init (ctx, &plan->staging, size, TRUE, "input/output staging buffer", error);
 }
 
 static void
@@ -1119,7 +1169,7 @@ record_plan (VulkanBackend *self, UmgPlan *plan, const UmgGraph *graph, GError *
   g_rec_mutex_lock (&ctx->lock);
   ok = umg_vk_check (vkAllocateCommandBuffers (ctx->device, &allocate_info, &plan->cmd),
                      "vkAllocateCommandBuffers", error)
-      && umg_vk_check (vkBeginCommandBuffer (plan->cmd, &begin), "vkBeginCommandBuffer", error);
+       && umg_vk_check (vkBeginCommandBuffer (plan->cmd, &begin), "vkBeginCommandBuffer", error);
   recorder.cmd = plan->cmd;
   if (ok)
     {
@@ -1176,8 +1226,8 @@ vulkan_plan (UmgBackend *backend, const UmgGraph *graph, GError **error)
       const UmgOp *op = &g_array_index (graph->ops, UmgOp, i);
       if (op->type == UMG_OP_MATMUL && op->p.mm.batch > 0)
         {
-          guint extra = (guint) ((op->p.mm.batch - 1)
-                                 / ctx->properties.limits.maxComputeWorkGroupCount[2]);
+          guint extra
+              = (guint) ((op->p.mm.batch - 1) / ctx->properties.limits.maxComputeWorkGroupCount[2]);
           pool_info.maxSets += extra;
           pool_size.descriptorCount += extra * MAX_BINDINGS;
         }
@@ -1203,9 +1253,8 @@ vulkan_plan (UmgBackend *backend, const UmgGraph *graph, GError **error)
     plan->consts = g_array_index (const_chunks, UmgVkBuffer, 0);
   if (!plan_staging (ctx, plan, graph, error))
     goto failed;
-  if (!umg_vk_check (vkCreateDescriptorPool (ctx->device, &pool_info, NULL,
-                                             &plan->descriptor_pool), "vkCreateDescriptorPool",
-                     error)
+  if (!umg_vk_check (vkCreateDescriptorPool (ctx->device, &pool_info, NULL, &plan->descriptor_pool),
+                     "vkCreateDescriptorPool", error)
       || !umg_vk_check (vkCreateFence (ctx->device, &fence_info, NULL, &plan->fence),
                         "vkCreateFence", error))
     goto failed;
@@ -1248,9 +1297,10 @@ vulkan_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs, void 
   g_rec_mutex_lock (&ctx->lock);
   ok = umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, plan->fence), "vkQueueSubmit", error);
   g_rec_mutex_unlock (&ctx->lock);
-  ok = ok && umg_vk_check (vkWaitForFences (ctx->device, 1, &plan->fence, VK_TRUE, UINT64_MAX),
-                           "vkWaitForFences", error)
-      && umg_vk_check (vkResetFences (ctx->device, 1, &plan->fence), "vkResetFences", error);
+  ok = ok
+       && umg_vk_check (vkWaitForFences (ctx->device, 1, &plan->fence, VK_TRUE, UINT64_MAX),
+                        "vkWaitForFences", error)
+       && umg_vk_check (vkResetFences (ctx->device, 1, &plan->fence), "vkResetFences", error);
 
   for (guint i = 0; ok && i < plan->outputs->len; i++)
     memcpy (outputs[i], plan->staging.mapped + plan->output_staging_offsets[i],

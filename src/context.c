@@ -11,7 +11,7 @@
 /* Text passes run this many sequences at once at most. */
 #define TEXT_BATCH 16
 
-G_DEFINE_QUARK (umgclip-error-quark, umgclip_error)
+G_DEFINE_QUARK (umgclip - error - quark, umgclip_error)
 
 typedef struct
 {
@@ -110,7 +110,7 @@ umgclip_context_new (const gchar *model_dir, UmgClipDeviceKind device, gint devi
                                          model->weights->len, error))
     return NULL;
 
-  ctx->info = (UmgClipInfo) {
+  ctx->info = (UmgClipInfo){
     .layout = model->layout,
     .dtype = model->dtype,
     .embed_dim = model->embed_dim,
@@ -154,9 +154,8 @@ umgclip_context_get_info (UmgClipContext *ctx)
 
 /* The planned graph for key, built by build() on first use. Call with the lock held. */
 static PlannedGraph *
-planned_graph (UmgClipContext *ctx, const gchar *key, UmgGraph *(*build) (UmgClipContext *ctx,
-                                                                          gconstpointer spec,
-                                                                          GError **error),
+planned_graph (UmgClipContext *ctx, const gchar *key,
+               UmgGraph *(*build) (UmgClipContext *ctx, gconstpointer spec, GError **error),
                gconstpointer spec, GError **error)
 {
   PlannedGraph *planned = g_hash_table_lookup (ctx->graphs, key);
@@ -207,8 +206,8 @@ umgclip_tokenize (UmgClipContext *ctx, const gchar *text, gint32 *tokens, GError
   gint count;
   g_mutex_lock (&ctx->lock);
   count = ensure_tokenizer (ctx, error)
-            ? umg_tokenizer_encode (ctx->tokenizer, text, tokens, ctx->model->text.context_length)
-            : -1;
+              ? umg_tokenizer_encode (ctx->tokenizer, text, tokens, ctx->model->text.context_length)
+              : -1;
   g_mutex_unlock (&ctx->lock);
   return count;
 }
@@ -239,8 +238,8 @@ encode_text_batch (UmgClipContext *ctx, const gchar *const *texts, gint n_seq, g
           {
             g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
                          "%s: token id %d of \"%s\" is outside the model's vocabulary of %d "
-                         "(tokenizer files do not match the checkpoint)", ctx->model->dir,
-                         seq[i], texts[s], ctx->model->text.vocab_size);
+                         "(tokenizer files do not match the checkpoint)",
+                         ctx->model->dir, seq[i], texts[s], ctx->model->text.vocab_size);
             return FALSE;
           }
       ends[s] = s * length;
@@ -254,7 +253,7 @@ encode_text_batch (UmgClipContext *ctx, const gchar *const *texts, gint n_seq, g
   planned = planned_graph (ctx, key, build_text_graph, GINT_TO_POINTER (n_seq), error);
   if (planned == NULL)
     return FALSE;
-  return run_planned (ctx, planned, (const void *[]) { ids, ends }, (void *[]) { out }, error);
+  return run_planned (ctx, planned, (const void *[]){ ids, ends }, (void *[]){ out }, error);
 }
 
 gboolean
@@ -332,8 +331,8 @@ umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gin
   g_mutex_lock (&ctx->lock);
   planned = planned_graph (ctx, key, build_vision_graph, &spec, error);
   ok = planned != NULL
-       && run_planned (ctx, planned, (const void *[]) { pixels, boxes },
-                       (void *[]) { embedding, dense, regions }, error);
+       && run_planned (ctx, planned, (const void *[]){ pixels, boxes },
+                       (void *[]){ embedding, dense, regions }, error);
   g_mutex_unlock (&ctx->lock);
   if (!ok)
     return FALSE;
@@ -381,8 +380,8 @@ umgclip_encode_labels (UmgClipContext *ctx, const gchar *const *labels, guint n_
       {
         g_auto (GStrv) parts = g_strsplit (templates[t], "{}", 2);
         g_ptr_array_add (texts, parts[1] != NULL
-                                  ? g_strconcat (parts[0], labels[l], parts[1], NULL)
-                                  : g_strdup_printf ("%s %s", templates[t], labels[l]));
+                                    ? g_strconcat (parts[0], labels[l], parts[1], NULL)
+                                    : g_strdup_printf ("%s %s", templates[t], labels[l]));
       }
   n_texts = texts->len;
   encoded = g_new (gfloat, (gsize) n_texts * embed);

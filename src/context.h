@@ -9,9 +9,9 @@
 struct _UmgClipContext
 {
   UmgModel *model;
-  UmgTokenizer *tokenizer;       /* loaded on first use: image-only directories need none */
+  UmgTokenizer *tokenizer; /* loaded on first use: image-only directories need none */
   UmgBackend *backend;
   UmgClipInfo info;
-  GHashTable *graphs;            /* description -> PlannedGraph */
-  GMutex lock;                   /* one pass at a time: plans own their arenas */
+  GHashTable *graphs; /* description -> PlannedGraph */
+  GMutex lock;        /* one pass at a time: plans own their arenas */
 };

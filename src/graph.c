@@ -2,15 +2,9 @@
 #include "graph.h"
 
 static const gchar *const op_names[UMG_N_OPS] = {
-  [UMG_OP_MATMUL] = "matmul",
-  [UMG_OP_LAYERNORM] = "layernorm",
-  [UMG_OP_SOFTMAX] = "softmax",
-  [UMG_OP_GATHER] = "gather",
-  [UMG_OP_IM2COL] = "im2col",
-  [UMG_OP_ADD] = "add",
-  [UMG_OP_COPY] = "copy",
-  [UMG_OP_ROI_ALIGN] = "roi_align",
-  [UMG_OP_L2NORM] = "l2norm",
+  [UMG_OP_MATMUL] = "matmul", [UMG_OP_LAYERNORM] = "layernorm", [UMG_OP_SOFTMAX] = "softmax",
+  [UMG_OP_GATHER] = "gather", [UMG_OP_IM2COL] = "im2col",       [UMG_OP_ADD] = "add",
+  [UMG_OP_COPY] = "copy",     [UMG_OP_ROI_ALIGN] = "roi_align", [UMG_OP_L2NORM] = "l2norm",
 };
 
 const gchar *
@@ -31,7 +25,11 @@ umg_half_to_float (guint16 half)
   guint32 sign = (guint32) (half & 0x8000) << 16;
   guint32 exponent = (half >> 10) & 0x1f;
   guint32 mantissa = half & 0x3ff;
-  union { guint32 u; gfloat f; } out;
+  union
+  {
+    guint32 u;
+    gfloat f;
+  } out;
 
   if (exponent == 0x1f)
     out.u = sign | 0x7f800000 | (mantissa << 13);
@@ -51,18 +49,26 @@ umg_half_to_float (guint16 half)
 guint16
 umg_float_to_half (gfloat value)
 {
-  union { gfloat f; guint32 u; } in = { value };
+  union
+  {
+    gfloat f;
+    guint32 u;
+  } in = { value };
   guint32 sign = (in.u >> 16) & 0x8000;
   guint32 abs_bits = in.u & 0x7fffffff;
 
-  if (abs_bits >= 0x7f800000)          /* inf or nan */
+  if (abs_bits >= 0x7f800000) /* inf or nan */
     return sign | 0x7c00 | (abs_bits > 0x7f800000 ? 0x200 : 0);
-  if (abs_bits >= 0x477ff000)          /* rounds to >= 65520: overflow */
+  if (abs_bits >= 0x477ff000) /* rounds to >= 65520: overflow */
     return sign | 0x7c00;
   if (abs_bits < 0x38800000)
     {
       /* subnormal or zero half: round value * 2^24 to nearest even integer */
-      union { guint32 u; gfloat f; } a = { abs_bits };
+      union
+      {
+        guint32 u;
+        gfloat f;
+      } a = { abs_bits };
       gfloat scaled = a.f * 16777216.0f;
       guint32 integer = (guint32) scaled;
       gfloat rest = scaled - (gfloat) integer;
@@ -76,7 +82,7 @@ umg_float_to_half (gfloat value)
     guint32 half = (exponent << 10) | (mantissa >> 13);
     guint32 rest = mantissa & 0x1fff;
     if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
-      half++;                          /* carries into the exponent correctly */
+      half++; /* carries into the exponent correctly */
     return sign | half;
   }
 }
@@ -106,13 +112,13 @@ umg_ref_is_none (UmgRef ref)
 UmgRef
 umg_ref_arena (gsize offset)
 {
-  return (UmgRef) { UMG_STORAGE_ARENA, 0, offset };
+  return (UmgRef){ UMG_STORAGE_ARENA, 0, offset };
 }
 
 UmgRef
 umg_ref_weight (guint index)
 {
-  return (UmgRef) { UMG_STORAGE_WEIGHT, index, 0 };
+  return (UmgRef){ UMG_STORAGE_WEIGHT, index, 0 };
 }
 
 UmgRef
@@ -159,7 +165,7 @@ UmgRef
 umg_graph_add_const (UmgGraph *graph, UmgTensor *tensor)
 {
   g_ptr_array_add (graph->consts, tensor);
-  return (UmgRef) { UMG_STORAGE_CONST, graph->consts->len - 1, 0 };
+  return (UmgRef){ UMG_STORAGE_CONST, graph->consts->len - 1, 0 };
 }
 
 static guint

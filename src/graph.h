@@ -27,21 +27,21 @@ guint16 umg_float_to_half (gfloat value);
 typedef struct
 {
   gchar *name;
-  UmgDtype dtype;        /* F32 or F16 */
+  UmgDtype dtype; /* F32 or F16 */
   guint n_dims;
   gsize shape[4];
   gsize n_elements;
-  const void *data;      /* points into a mapped file or into owned */
-  gpointer owned;        /* freed with the tensor, may be NULL */
+  const void *data; /* points into a mapped file or into owned */
+  gpointer owned;   /* freed with the tensor, may be NULL */
 } UmgTensor;
 
 void umg_tensor_clear (UmgTensor *tensor);
 
 typedef enum
 {
-  UMG_STORAGE_ARENA,     /* activation arena: 4-byte elements (f32 or i32) */
-  UMG_STORAGE_WEIGHT,    /* model weight, by index */
-  UMG_STORAGE_CONST,     /* graph constant, by index */
+  UMG_STORAGE_ARENA,  /* activation arena: 4-byte elements (f32 or i32) */
+  UMG_STORAGE_WEIGHT, /* model weight, by index */
+  UMG_STORAGE_CONST,  /* graph constant, by index */
 } UmgStorage;
 
 /* Where an op reads or writes: an element offset into a storage. The dtype of weights and
@@ -49,18 +49,18 @@ typedef enum
 typedef struct
 {
   UmgStorage storage;
-  guint index;           /* tensor index for WEIGHT and CONST, 0 for ARENA */
-  gsize offset;          /* in elements */
+  guint index;  /* tensor index for WEIGHT and CONST, 0 for ARENA */
+  gsize offset; /* in elements */
 } UmgRef;
 
-#define UMG_REF_NONE ((UmgRef) { UMG_STORAGE_ARENA, G_MAXUINT, 0 })
+#define UMG_REF_NONE ((UmgRef){ UMG_STORAGE_ARENA, G_MAXUINT, 0 })
 gboolean umg_ref_is_none (UmgRef ref);
 
 typedef enum
 {
   UMG_ACT_NONE,
-  UMG_ACT_QUICK_GELU,    /* x * sigmoid(1.702 x) */
-  UMG_ACT_GELU,          /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+  UMG_ACT_QUICK_GELU, /* x * sigmoid(1.702 x) */
+  UMG_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
 } UmgActivation;
 
 typedef enum
@@ -122,14 +122,40 @@ typedef struct
   union
   {
     UmgMatmulParams mm;
-    struct { gint rows, cols, src_stride, dst_stride; gfloat eps; } ln;
-    struct { gint batch, rows, cols; gboolean causal; } softmax;
-    struct { gint rows, cols, src_stride; } gather;
-    struct { gint channels, height, width, patch, grid_h, grid_w; } im2col;
-    struct { gint64 n, n_b; } add;
-    struct { gint rows, cols, src_stride, dst_stride; } copy;
-    struct { gint grid_h, grid_w, cols, n_boxes, output_size, sampling; } roi;
-    struct { gint rows, cols; } l2;
+    struct
+    {
+      gint rows, cols, src_stride, dst_stride;
+      gfloat eps;
+    } ln;
+    struct
+    {
+      gint batch, rows, cols;
+      gboolean causal;
+    } softmax;
+    struct
+    {
+      gint rows, cols, src_stride;
+    } gather;
+    struct
+    {
+      gint channels, height, width, patch, grid_h, grid_w;
+    } im2col;
+    struct
+    {
+      gint64 n, n_b;
+    } add;
+    struct
+    {
+      gint rows, cols, src_stride, dst_stride;
+    } copy;
+    struct
+    {
+      gint grid_h, grid_w, cols, n_boxes, output_size, sampling;
+    } roi;
+    struct
+    {
+      gint rows, cols;
+    } l2;
   } p;
 } UmgOp;
 
@@ -137,17 +163,17 @@ typedef struct
  * read after it. */
 typedef struct
 {
-  gsize offset;          /* in arena elements */
+  gsize offset; /* in arena elements */
   gsize n_elements;
 } UmgSlot;
 
 typedef struct
 {
-  GArray *ops;           /* UmgOp */
-  GPtrArray *consts;     /* UmgTensor *, owned */
-  gsize arena_elements;  /* size of the arena, in 4-byte elements */
-  GArray *inputs;        /* UmgSlot */
-  GArray *outputs;       /* UmgSlot */
+  GArray *ops;          /* UmgOp */
+  GPtrArray *consts;    /* UmgTensor *, owned */
+  gsize arena_elements; /* size of the arena, in 4-byte elements */
+  GArray *inputs;       /* UmgSlot */
+  GArray *outputs;      /* UmgSlot */
 } UmgGraph;
 
 UmgGraph *umg_graph_new (void);

@@ -17,7 +17,7 @@ typedef struct
 {
   UmgModel *model;
   UmgSafetensors *file;
-  const gchar *config_name;     /* for messages: "config.json" or "open_clip_config.json" */
+  const gchar *config_name; /* for messages: "config.json" or "open_clip_config.json" */
 } Loader;
 
 static guint
@@ -43,7 +43,11 @@ add_weight (UmgModel *model, const gchar *name, UmgDtype dtype, guint n_dims, co
 static gfloat
 bf16_to_float (guint16 value)
 {
-  union { guint32 u; gfloat f; } out = { (guint32) value << 16 };
+  union
+  {
+    guint32 u;
+    gfloat f;
+  } out = { (guint32) value << 16 };
   return out.f;
 }
 
@@ -95,7 +99,8 @@ lookup (Loader *loader, const gchar *name, guint n_dims, const gsize *shape, GEr
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
                    "%s: tensor '%s' is missing (the %s layout needs it for the configuration "
-                   "in %s)", umg_safetensors_path (loader->file), name, loader->model->layout,
+                   "in %s)",
+                   umg_safetensors_path (loader->file), name, loader->model->layout,
                    loader->config_name);
       return NULL;
     }
@@ -119,8 +124,8 @@ lookup (Loader *loader, const gchar *name, guint n_dims, const gsize *shape, GEr
 
 /* Import a tensor as it is stored, reshaped to the given (same-sized) shape. */
 static gboolean
-import (Loader *loader, const gchar *name, guint n_dims, const gsize *file_shape,
-        guint out_dims, const gsize *out_shape, guint *index, GError **error)
+import (Loader *loader, const gchar *name, guint n_dims, const gsize *file_shape, guint out_dims,
+        const gsize *out_shape, guint *index, GError **error)
 {
   const UmgStTensor *st = lookup (loader, name, n_dims, file_shape, error);
   UmgDtype dtype;
@@ -134,9 +139,9 @@ import (Loader *loader, const gchar *name, guint n_dims, const gsize *file_shape
   return TRUE;
 }
 
-#define SHAPE(...) ((const gsize[]) { __VA_ARGS__ })
-#define IMPORT(loader, name, index, error, ...) \
-  import (loader, name, G_N_ELEMENTS (SHAPE (__VA_ARGS__)), SHAPE (__VA_ARGS__), \
+#define SHAPE(...) ((const gsize[]){ __VA_ARGS__ })
+#define IMPORT(loader, name, index, error, ...)                                                    \
+  import (loader, name, G_N_ELEMENTS (SHAPE (__VA_ARGS__)), SHAPE (__VA_ARGS__),                   \
           G_N_ELEMENTS (SHAPE (__VA_ARGS__)), SHAPE (__VA_ARGS__), index, error)
 
 /* Import a [rows, cols] matrix stored as [cols, rows] (OpenCLIP's projections), transposed. */
@@ -216,8 +221,9 @@ umg_model_weight_f32 (const UmgModel *model, guint index)
   const UmgTensor *tensor = umg_model_weight (model, index);
   gfloat *out = g_new (gfloat, tensor->n_elements);
   for (gsize i = 0; i < tensor->n_elements; i++)
-    out[i] = tensor->dtype == UMG_DTYPE_F32 ? ((const gfloat *) tensor->data)[i]
-                                            : umg_half_to_float (((const guint16 *) tensor->data)[i]);
+    out[i] = tensor->dtype == UMG_DTYPE_F32
+                 ? ((const gfloat *) tensor->data)[i]
+                 : umg_half_to_float (((const guint16 *) tensor->data)[i]);
   return out;
 }
 
@@ -244,8 +250,8 @@ config_int (JsonObject *object, const gchar *key, gint fallback, gint *out, cons
           return TRUE;
         }
     }
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
-               "%s: '%s' must be a positive integer", where, key);
+  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL, "%s: '%s' must be a positive integer",
+               where, key);
   return FALSE;
 }
 
@@ -260,8 +266,9 @@ config_double (JsonObject *object, const gchar *key, gdouble fallback, gdouble *
       return TRUE;
     }
   node = json_object_get_member (object, key);
-  if (JSON_NODE_HOLDS_VALUE (node) && (json_node_get_value_type (node) == G_TYPE_INT64
-                                       || json_node_get_value_type (node) == G_TYPE_DOUBLE))
+  if (JSON_NODE_HOLDS_VALUE (node)
+      && (json_node_get_value_type (node) == G_TYPE_INT64
+          || json_node_get_value_type (node) == G_TYPE_DOUBLE))
     {
       *out = json_node_get_double (node);
       if (*out > 0 && isfinite (*out))
@@ -356,9 +363,11 @@ hf_tower_config (JsonObject *config, const gchar *where, gint width, gint mlp, g
       || !config_double (config, "layer_norm_eps", 1e-5, &eps, where, error))
     return FALSE;
   tower->eps = eps;
-  if (!parse_activation (config && json_object_has_member (config, "hidden_act")
-                           ? json_object_get_string_member_with_default (config, "hidden_act", NULL)
-                           : "quick_gelu", &tower->act, where, error))
+  if (!parse_activation (
+          config && json_object_has_member (config, "hidden_act")
+              ? json_object_get_string_member_with_default (config, "hidden_act", NULL)
+              : "quick_gelu",
+          &tower->act, where, error))
     return FALSE;
   return TRUE;
 }
@@ -416,13 +425,14 @@ parse_openclip_config (UmgModel *model, const gchar *path, GError **error)
     return FALSE;
   model_cfg = child_object (root, "model_cfg");
   if (model_cfg == NULL)
-    model_cfg = root;           /* a bare model config, as open_clip's model_configs/ */
+    model_cfg = root; /* a bare model config, as open_clip's model_configs/ */
   vision_cfg = child_object (model_cfg, "vision_cfg");
   text_cfg = child_object (model_cfg, "text_cfg");
   vision_where = g_strdup_printf ("%s: vision_cfg", path);
   text_where = g_strdup_printf ("%s: text_cfg", path);
   act = json_object_get_boolean_member_with_default (model_cfg, "quick_gelu", FALSE)
-          ? UMG_ACT_QUICK_GELU : UMG_ACT_GELU;
+            ? UMG_ACT_QUICK_GELU
+            : UMG_ACT_GELU;
 
   if (!config_int (model_cfg, "embed_dim", 512, &model->embed_dim, path, error)
       || !config_int (vision_cfg, "width", 768, &model->vision.tower.width, vision_where, error)
@@ -481,8 +491,8 @@ check_tower (const UmgTower *tower, const gchar *which, const gchar *config, GEr
   if (tower->width % tower->heads != 0)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
-                   "%s: %s width %d is not divisible by its %d heads", config, which,
-                   tower->width, tower->heads);
+                   "%s: %s width %d is not divisible by its %d heads", config, which, tower->width,
+                   tower->heads);
       return FALSE;
     }
   return TRUE;
@@ -492,8 +502,8 @@ check_tower (const UmgTower *tower, const gchar *which, const gchar *config, GEr
 
 typedef struct
 {
-  const gchar *ln1, *ln2, *out, *fc1, *fc2;   /* name stems, before ".weight" / ".bias" */
-  gboolean packed_qkv;                        /* OpenCLIP's in_proj_weight */
+  const gchar *ln1, *ln2, *out, *fc1, *fc2; /* name stems, before ".weight" / ".bias" */
+  gboolean packed_qkv;                      /* OpenCLIP's in_proj_weight */
 } LayerNames;
 
 static gboolean
@@ -559,12 +569,10 @@ import_tower (Loader *loader, const gchar *layer_prefix, const LayerNames *names
 static gboolean
 import_weights (Loader *loader, gboolean openclip, GError **error)
 {
-  static const LayerNames hf_names = {
-    "layer_norm1", "layer_norm2", "self_attn.out_proj", "mlp.fc1", "mlp.fc2", FALSE
-  };
-  static const LayerNames openclip_names = {
-    "ln_1", "ln_2", "attn.out_proj", "mlp.c_fc", "mlp.c_proj", TRUE
-  };
+  static const LayerNames hf_names
+      = { "layer_norm1", "layer_norm2", "self_attn.out_proj", "mlp.fc1", "mlp.fc2", FALSE };
+  static const LayerNames openclip_names
+      = { "ln_1", "ln_2", "attn.out_proj", "mlp.c_fc", "mlp.c_proj", TRUE };
   UmgModel *model = loader->model;
   UmgVision *vision = &model->vision;
   UmgText *text = &model->text;
@@ -575,8 +583,8 @@ import_weights (Loader *loader, gboolean openclip, GError **error)
 
   if (!openclip)
     {
-      if (!import (loader, "vision_model.embeddings.patch_embedding.weight", 4,
-                   SHAPE (vw, 3, p, p), 2, SHAPE (vw, 3 * p * p), &vision->patch_weight, error)
+      if (!import (loader, "vision_model.embeddings.patch_embedding.weight", 4, SHAPE (vw, 3, p, p),
+                   2, SHAPE (vw, 3 * p * p), &vision->patch_weight, error)
           || !IMPORT (loader, "vision_model.embeddings.class_embedding", &vision->class_embedding,
                       error, vw)
           || !IMPORT (loader, "vision_model.embeddings.position_embedding.weight",
@@ -601,21 +609,20 @@ import_weights (Loader *loader, gboolean openclip, GError **error)
     }
   else
     {
-      if (!import (loader, "visual.conv1.weight", 4, SHAPE (vw, 3, p, p), 2,
-                   SHAPE (vw, 3 * p * p), &vision->patch_weight, error)
+      if (!import (loader, "visual.conv1.weight", 4, SHAPE (vw, 3, p, p), 2, SHAPE (vw, 3 * p * p),
+                   &vision->patch_weight, error)
           || !IMPORT (loader, "visual.class_embedding", &vision->class_embedding, error, vw)
           || !IMPORT (loader, "visual.positional_embedding", &vision->position_embedding, error,
                       positions, vw)
           || !IMPORT (loader, "visual.ln_pre.weight", &vision->ln_pre_weight, error, vw)
           || !IMPORT (loader, "visual.ln_pre.bias", &vision->ln_pre_bias, error, vw)
-          || !import_tower (loader, "visual.transformer.resblocks", &openclip_names,
-                            &vision->tower, error)
+          || !import_tower (loader, "visual.transformer.resblocks", &openclip_names, &vision->tower,
+                            error)
           || !IMPORT (loader, "visual.ln_post.weight", &vision->ln_post_weight, error, vw)
           || !IMPORT (loader, "visual.ln_post.bias", &vision->ln_post_bias, error, vw)
           || !import_transposed (loader, "visual.proj", embed, vw, &vision->projection, error)
           || !IMPORT (loader, "token_embedding.weight", &text->token_embedding, error, vocab, tw)
-          || !IMPORT (loader, "positional_embedding", &text->position_embedding, error, context,
-                      tw)
+          || !IMPORT (loader, "positional_embedding", &text->position_embedding, error, context, tw)
           || !import_tower (loader, "transformer.resblocks", &openclip_names, &text->tower, error)
           || !IMPORT (loader, "ln_final.weight", &text->ln_final_weight, error, tw)
           || !IMPORT (loader, "ln_final.bias", &text->ln_final_bias, error, tw)
@@ -657,7 +664,8 @@ umg_model_load (const gchar *dir, GError **error)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE,
                    "%s: no config.json (HuggingFace) or open_clip_config.json (OpenCLIP) in the "
-                   "model directory", dir);
+                   "model directory",
+                   dir);
       return NULL;
     }
   model->layout = g_strdup (openclip ? "openclip" : "huggingface");
@@ -677,8 +685,8 @@ umg_model_load (const gchar *dir, GError **error)
     }
   model->vision.grid = model->vision.image_size / model->vision.patch_size;
 
-  weights_path = g_build_filename (dir, openclip ? "open_clip_model.safetensors"
-                                                 : "model.safetensors", NULL);
+  weights_path = g_build_filename (
+      dir, openclip ? "open_clip_model.safetensors" : "model.safetensors", NULL);
   loader.file = umg_safetensors_open (weights_path, error);
   if (loader.file == NULL)
     return NULL;

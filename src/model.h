@@ -11,12 +11,12 @@ G_BEGIN_DECLS
 /* Indices into UmgModel.weights. */
 typedef struct
 {
-  guint ln1_weight, ln1_bias;       /* [width] */
-  guint qkv_weight, qkv_bias;       /* [3 width, width], [3 width]: q, then k, then v */
-  guint out_weight, out_bias;       /* [width, width], [width] */
-  guint ln2_weight, ln2_bias;       /* [width] */
-  guint fc1_weight, fc1_bias;       /* [mlp, width], [mlp] */
-  guint fc2_weight, fc2_bias;       /* [width, mlp], [width] */
+  guint ln1_weight, ln1_bias; /* [width] */
+  guint qkv_weight, qkv_bias; /* [3 width, width], [3 width]: q, then k, then v */
+  guint out_weight, out_bias; /* [width, width], [width] */
+  guint ln2_weight, ln2_bias; /* [width] */
+  guint fc1_weight, fc1_bias; /* [mlp, width], [mlp] */
+  guint fc2_weight, fc2_bias; /* [width, mlp], [width] */
 } UmgLayerWeights;
 
 typedef struct
@@ -24,43 +24,43 @@ typedef struct
   gint width, layers, heads, mlp_width;
   UmgActivation act;
   gfloat eps;
-  UmgLayerWeights *layer;           /* layers entries */
+  UmgLayerWeights *layer; /* layers entries */
 } UmgTower;
 
 typedef struct
 {
   UmgTower tower;
-  gint image_size, patch_size, grid;   /* grid = image_size / patch_size */
-  guint patch_weight;                  /* [width, 3 patch²] */
-  guint class_embedding;               /* [width] */
-  guint position_embedding;            /* [1 + grid², width] */
+  gint image_size, patch_size, grid; /* grid = image_size / patch_size */
+  guint patch_weight;                /* [width, 3 patch²] */
+  guint class_embedding;             /* [width] */
+  guint position_embedding;          /* [1 + grid², width] */
   guint ln_pre_weight, ln_pre_bias;
   guint ln_post_weight, ln_post_bias;
-  guint projection;                    /* [embed_dim, width] */
-  gfloat mean[3], std[3];              /* pixel normalisation */
+  guint projection;       /* [embed_dim, width] */
+  gfloat mean[3], std[3]; /* pixel normalisation */
 } UmgVision;
 
 typedef struct
 {
   UmgTower tower;
   gint context_length, vocab_size;
-  guint token_embedding;               /* [vocab, width] */
-  guint position_embedding;            /* [context_length, width] */
+  guint token_embedding;    /* [vocab, width] */
+  guint position_embedding; /* [context_length, width] */
   guint ln_final_weight, ln_final_bias;
-  guint projection;                    /* [embed_dim, width] */
+  guint projection; /* [embed_dim, width] */
 } UmgText;
 
 typedef struct
 {
   gchar *dir;
-  gchar *layout;                       /* "huggingface" or "openclip" */
-  gchar *dtype;                        /* the checkpoint's main dtype, lower case */
+  gchar *layout; /* "huggingface" or "openclip" */
+  gchar *dtype;  /* the checkpoint's main dtype, lower case */
   gint embed_dim;
-  gfloat logit_scale;                  /* exp() applied */
+  gfloat logit_scale; /* exp() applied */
   UmgVision vision;
   UmgText text;
-  GArray *weights;                     /* UmgTensor */
-  gpointer file;                       /* UmgSafetensors, kept mapped */
+  GArray *weights; /* UmgTensor */
+  gpointer file;   /* UmgSafetensors, kept mapped */
 } UmgModel;
 
 UmgModel *umg_model_load (const gchar *dir, GError **error);

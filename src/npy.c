@@ -77,8 +77,7 @@ parse_header (const gchar *path, const gchar *header, UmgArray *array, gboolean 
       value = g_ascii_strtoull (cursor, &end, 10);
       if (end == cursor || array->n_dims == G_N_ELEMENTS (array->shape) || value > G_MAXINT32)
         {
-          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad shape in header",
-                       path);
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad shape in header", path);
           return FALSE;
         }
       array->shape[array->n_dims++] = value;

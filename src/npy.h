@@ -16,7 +16,8 @@ typedef struct
 
 void umg_array_clear (UmgArray *array);
 
-/* Reads little-endian float32 ('<f4') or int32 ('<i4', converted to float), C order. Errors name the file and what is wrong. */
+/* Reads little-endian float32 ('<f4') or int32 ('<i4', converted to float), C order. Errors name
+ * the file and what is wrong. */
 gboolean umg_npy_load (const gchar *path, UmgArray *array, GError **error);
 gboolean umg_npy_save (const gchar *path, const gfloat *data, guint n_dims, const gsize *shape,
                        GError **error);

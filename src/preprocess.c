@@ -100,7 +100,8 @@ umgclip_preprocess_rgb (UmgClipContext *ctx, const guint8 *rgb, gint width, gint
         {
           gdouble value = 0;
           for (gint j = 0; j < taps_y[y].count; j++)
-            value += taps_y[y].weights[j] * rows[((gsize) (taps_y[y].first + j) * size + x) * 3 + c];
+            value
+                += taps_y[y].weights[j] * rows[((gsize) (taps_y[y].first + j) * size + x) * 3 + c];
           value = CLAMP (round (value), 0, 255) / 255.0;
           out[((gsize) c * size + y) * size + x] = (value - vision->mean[c]) / vision->std[c];
         }

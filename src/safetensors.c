@@ -11,7 +11,7 @@ struct _UmgSafetensors
 {
   gchar *path;
   GMappedFile *mapping;
-  GHashTable *tensors;    /* name -> UmgStTensor * */
+  GHashTable *tensors; /* name -> UmgStTensor * */
 };
 
 static void
@@ -114,8 +114,8 @@ parse_entry (UmgSafetensors *file, const gchar *name, JsonNode *node, const guin
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
                    "%s: tensor '%s' holds %" G_GINT64_FORMAT " bytes but its shape and dtype %s "
-                   "need %" G_GSIZE_FORMAT, file->path, name, end - begin, dtype_text,
-                   tensor->n_elements * element_size);
+                   "need %" G_GSIZE_FORMAT,
+                   file->path, name, end - begin, dtype_text, tensor->n_elements * element_size);
       return FALSE;
     }
   tensor->name = g_strdup (name);
@@ -128,7 +128,8 @@ parse_entry (UmgSafetensors *file, const gchar *name, JsonNode *node, const guin
 bad_entry:
   g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
                "%s: header entry for tensor '%s' is malformed (needs dtype, shape of "
-               "non-negative integers and data_offsets [begin, end])", file->path, name);
+               "non-negative integers and data_offsets [begin, end])",
+               file->path, name);
   return FALSE;
 }
 
@@ -169,7 +170,8 @@ umg_safetensors_open (const gchar *path, GError **error)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
                    "%s: header size %" G_GUINT64_FORMAT " exceeds the file size %" G_GSIZE_FORMAT
-                   " (truncated or not a safetensors file)", path, header_size, size);
+                   " (truncated or not a safetensors file)",
+                   path, header_size, size);
       return NULL;
     }
 

@@ -19,7 +19,7 @@ typedef struct
   guint n_dims;
   gsize shape[8];
   gsize n_elements;
-  const guint8 *data;     /* inside the mapping, n_bytes long */
+  const guint8 *data; /* inside the mapping, n_bytes long */
   gsize n_bytes;
 } UmgStTensor;
 

@@ -21,7 +21,7 @@ umg_text_graph_new (const UmgModel *model, gint n_seq)
   umg_graph_add_input (graph, ends, n_seq);
   umg_block_buffers_alloc (graph, tower, n_seq, length, &buffers);
 
-  op = (UmgOp) { .type = UMG_OP_GATHER };
+  op = (UmgOp){ .type = UMG_OP_GATHER };
   op.src[0] = umg_ref_weight (text->token_embedding);
   op.src[1] = ids;
   op.dst = buffers.x;
@@ -30,7 +30,7 @@ umg_text_graph_new (const UmgModel *model, gint n_seq)
   op.p.gather.src_stride = width;
   umg_graph_push (graph, &op);
 
-  op = (UmgOp) { .type = UMG_OP_ADD };
+  op = (UmgOp){ .type = UMG_OP_ADD };
   op.src[0] = buffers.x;
   op.src[1] = umg_push_const_copy (graph, model, text->position_embedding, length, width, NULL);
   op.dst = buffers.x;
@@ -44,7 +44,7 @@ umg_text_graph_new (const UmgModel *model, gint n_seq)
   /* the causal mask makes every later token irrelevant to the end token: pool first, then
    * normalise only the pooled rows */
   pooled = umg_graph_alloc (graph, (gsize) n_seq * width);
-  op = (UmgOp) { .type = UMG_OP_GATHER };
+  op = (UmgOp){ .type = UMG_OP_GATHER };
   op.src[0] = buffers.x;
   op.src[1] = ends;
   op.dst = pooled;

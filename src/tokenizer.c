@@ -21,8 +21,8 @@
 
 typedef struct
 {
-  gint64 pair;                  /* left id << 32 | right id */
-  gint32 rank;                  /* lower merges first */
+  gint64 pair; /* left id << 32 | right id */
+  gint32 rank; /* lower merges first */
   gint32 merged_id;
 } MergeRule;
 
@@ -36,13 +36,13 @@ struct _UmgTokenizer
 {
   guint vocab_size;
   gint32 start_id, end_id;
-  gint32 byte_id[256];          /* symbol of a byte inside a word */
-  gint32 byte_end_id[256];      /* symbol of a byte ending a word (with </w>) */
-  MergeRule *rules;             /* n_rules */
+  gint32 byte_id[256];     /* symbol of a byte inside a word */
+  gint32 byte_end_id[256]; /* symbol of a byte ending a word (with </w>) */
+  MergeRule *rules;        /* n_rules */
   guint n_rules;
-  GHashTable *rule_by_pair;     /* &rules[i].pair -> &rules[i] */
+  GHashTable *rule_by_pair; /* &rules[i].pair -> &rules[i] */
   GMutex cache_lock;
-  GHashTable *word_cache;       /* piece in UTF-8 -> WordIds */
+  GHashTable *word_cache; /* piece in UTF-8 -> WordIds */
 };
 
 /* One "left right" line of a merges file, pointing into the file's text. */
@@ -50,7 +50,7 @@ typedef struct
 {
   const gchar *left, *right;
   gsize left_len, right_len;
-  guint line;                   /* 1-based, for messages */
+  guint line; /* 1-based, for messages */
 } MergeLine;
 
 /* ---- byte to unicode ------------------------------------------------------------------ */
@@ -69,18 +69,22 @@ fill_byte_chars (gunichar byte_char[256], guint8 vocab_order[256])
 {
   guint n = 0, extra = 0;
 
-  for (guint b = 0; b < 256; b++) {
-    if (byte_is_printable (b)) {
-      byte_char[b] = b;
-      vocab_order[n++] = b;
+  for (guint b = 0; b < 256; b++)
+    {
+      if (byte_is_printable (b))
+        {
+          byte_char[b] = b;
+          vocab_order[n++] = b;
+        }
     }
-  }
-  for (guint b = 0; b < 256; b++) {
-    if (!byte_is_printable (b)) {
-      byte_char[b] = 256 + extra++;
-      vocab_order[n++] = b;
+  for (guint b = 0; b < 256; b++)
+    {
+      if (!byte_is_printable (b))
+        {
+          byte_char[b] = 256 + extra++;
+          vocab_order[n++] = b;
+        }
     }
-  }
 }
 
 /* ---- building the tokenizer from a vocabulary and merges ----------------------------- */
@@ -105,9 +109,8 @@ lookup_id (GHashTable *encoder, const gchar *symbol, gint32 *id)
 /* encoder: symbol -> id. The same checks serve both file layouts, so a broken
  * vocab.json and a broken .gz are reported alike. */
 static UmgTokenizer *
-tokenizer_build (GHashTable *encoder, guint vocab_size, const MergeLine *merges,
-                 guint n_merges, const gchar *vocab_path, const gchar *merges_path,
-                 GError **error)
+tokenizer_build (GHashTable *encoder, guint vocab_size, const MergeLine *merges, guint n_merges,
+                 const gchar *vocab_path, const gchar *merges_path, GError **error)
 {
   g_autoptr (UmgTokenizer) tok = g_new0 (UmgTokenizer, 1);
   gunichar byte_char[256];
@@ -119,68 +122,75 @@ tokenizer_build (GHashTable *encoder, guint vocab_size, const MergeLine *merges,
   tok->vocab_size = vocab_size;
 
   if (!lookup_id (encoder, START_TOKEN, &tok->start_id)
-      || !lookup_id (encoder, END_TOKEN, &tok->end_id)) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                 "%s: the vocabulary lacks the special tokens " START_TOKEN " and "
-                 END_TOKEN, vocab_path);
-    return NULL;
-  }
+      || !lookup_id (encoder, END_TOKEN, &tok->end_id))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                   "%s: the vocabulary lacks the special tokens " START_TOKEN " and " END_TOKEN,
+                   vocab_path);
+      return NULL;
+    }
 
   fill_byte_chars (byte_char, vocab_order);
-  for (guint b = 0; b < 256; b++) {
-    gchar symbol[16];
-    gint len = g_unichar_to_utf8 (byte_char[b], symbol);
+  for (guint b = 0; b < 256; b++)
+    {
+      gchar symbol[16];
+      gint len = g_unichar_to_utf8 (byte_char[b], symbol);
 
-    strcpy (symbol + len, WORD_END);
-    if (!lookup_id (encoder, symbol, &tok->byte_end_id[b])) {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                   "%s: the vocabulary lacks the symbol \"%s\" of byte 0x%02x", vocab_path,
-                   symbol, b);
-      return NULL;
+      strcpy (symbol + len, WORD_END);
+      if (!lookup_id (encoder, symbol, &tok->byte_end_id[b]))
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                       "%s: the vocabulary lacks the symbol \"%s\" of byte 0x%02x", vocab_path,
+                       symbol, b);
+          return NULL;
+        }
+      symbol[len] = '\0';
+      if (!lookup_id (encoder, symbol, &tok->byte_id[b]))
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                       "%s: the vocabulary lacks the symbol \"%s\" of byte 0x%02x", vocab_path,
+                       symbol, b);
+          return NULL;
+        }
     }
-    symbol[len] = '\0';
-    if (!lookup_id (encoder, symbol, &tok->byte_id[b])) {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                   "%s: the vocabulary lacks the symbol \"%s\" of byte 0x%02x", vocab_path,
-                   symbol, b);
-      return NULL;
-    }
-  }
 
   tok->rules = g_new0 (MergeRule, MAX (n_merges, 1));
-  for (guint i = 0; i < n_merges; i++) {
-    const MergeLine *merge = &merges[i];
-    g_autofree gchar *left = g_strndup (merge->left, merge->left_len);
-    g_autofree gchar *right = g_strndup (merge->right, merge->right_len);
-    g_autofree gchar *merged = g_strconcat (left, right, NULL);
-    gint32 left_id = 0, right_id = 0, merged_id = 0;
-    const gchar *missing = NULL;
-    MergeRule *rule;
+  for (guint i = 0; i < n_merges; i++)
+    {
+      const MergeLine *merge = &merges[i];
+      g_autofree gchar *left = g_strndup (merge->left, merge->left_len);
+      g_autofree gchar *right = g_strndup (merge->right, merge->right_len);
+      g_autofree gchar *merged = g_strconcat (left, right, NULL);
+      gint32 left_id = 0, right_id = 0, merged_id = 0;
+      const gchar *missing = NULL;
+      MergeRule *rule;
 
-    if (!lookup_id (encoder, left, &left_id))
-      missing = left;
-    else if (!lookup_id (encoder, right, &right_id))
-      missing = right;
-    else if (!lookup_id (encoder, merged, &merged_id))
-      missing = merged;
-    if (missing) {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                   "%s: line %u: \"%s\" is not in the vocabulary of %s", merges_path,
-                   merge->line, missing, vocab_path);
-      return NULL;
-    }
+      if (!lookup_id (encoder, left, &left_id))
+        missing = left;
+      else if (!lookup_id (encoder, right, &right_id))
+        missing = right;
+      else if (!lookup_id (encoder, merged, &merged_id))
+        missing = merged;
+      if (missing)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                       "%s: line %u: \"%s\" is not in the vocabulary of %s", merges_path,
+                       merge->line, missing, vocab_path);
+          return NULL;
+        }
 
-    /* A pair listed twice keeps its last rank, as a Python dict built from the list
-     * would. */
-    rule = g_hash_table_lookup (tok->rule_by_pair, &(gint64) { pair_key (left_id, right_id) });
-    if (rule == NULL) {
-      rule = &tok->rules[tok->n_rules++];
-      rule->pair = pair_key (left_id, right_id);
-      rule->merged_id = merged_id;
-      g_hash_table_insert (tok->rule_by_pair, &rule->pair, rule);
+      /* A pair listed twice keeps its last rank, as a Python dict built from the list
+       * would. */
+      rule = g_hash_table_lookup (tok->rule_by_pair, &(gint64){ pair_key (left_id, right_id) });
+      if (rule == NULL)
+        {
+          rule = &tok->rules[tok->n_rules++];
+          rule->pair = pair_key (left_id, right_id);
+          rule->merged_id = merged_id;
+          g_hash_table_insert (tok->rule_by_pair, &rule->pair, rule);
+        }
+      rule->rank = i;
     }
-    rule->rank = i;
-  }
 
   return g_steal_pointer (&tok);
 }
@@ -204,11 +214,12 @@ read_file (const gchar *path, gchar **contents, gsize *length, GError **error)
 {
   g_autoptr (GError) local = NULL;
 
-  if (!g_file_get_contents (path, contents, length, &local)) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE, "cannot read tokenizer file %s: %s",
-                 path, local->message);
-    return FALSE;
-  }
+  if (!g_file_get_contents (path, contents, length, &local))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE, "cannot read tokenizer file %s: %s",
+                   path, local->message);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -216,27 +227,28 @@ static gboolean
 gunzip (const gchar *path, const gchar *data, gsize size, gchar **text, gsize *text_len,
         GError **error)
 {
-  g_autoptr (GZlibDecompressor) decompressor =
-      g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+  g_autoptr (GZlibDecompressor) decompressor
+      = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
   g_autoptr (GInputStream) compressed = g_memory_input_stream_new_from_data (data, size, NULL);
-  g_autoptr (GInputStream) plain =
-      g_converter_input_stream_new (compressed, G_CONVERTER (decompressor));
+  g_autoptr (GInputStream) plain
+      = g_converter_input_stream_new (compressed, G_CONVERTER (decompressor));
   g_autoptr (GOutputStream) sink = g_memory_output_stream_new_resizable ();
   g_autoptr (GError) local = NULL;
   gsize written;
 
-  if (g_output_stream_splice (sink, plain, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, NULL,
-                              &local) < 0) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad gzip data: %s", path,
-                 local->message);
-    return FALSE;
-  }
+  if (g_output_stream_splice (sink, plain, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, NULL, &local) < 0)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad gzip data: %s", path,
+                   local->message);
+      return FALSE;
+    }
   /* The terminating NUL lets the parser use string functions. */
   if (!g_output_stream_write_all (sink, "", 1, &written, NULL, &local)
-      || !g_output_stream_close (sink, NULL, &local)) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: %s", path, local->message);
-    return FALSE;
-  }
+      || !g_output_stream_close (sink, NULL, &local))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: %s", path, local->message);
+      return FALSE;
+    }
   *text_len = g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (sink)) - 1;
   *text = g_memory_output_stream_steal_data (G_MEMORY_OUTPUT_STREAM (sink));
   return TRUE;
@@ -294,22 +306,23 @@ parse_merge_line (const gchar *path, const gchar *line, gsize len, guint line_nu
     p++;
   merge->line = line_number;
 
-  if (merge->left_len == 0 || merge->right_len == 0 || p != end) {
-    g_autofree gchar *shown = g_strndup (line, MIN (len, 60));
+  if (merge->left_len == 0 || merge->right_len == 0 || p != end)
+    {
+      g_autofree gchar *shown = g_strndup (line, MIN (len, 60));
 
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                 "%s: line %u: expected two symbols separated by a space, got \"%s\"", path,
-                 line_number, shown);
-    return FALSE;
-  }
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                   "%s: line %u: expected two symbols separated by a space, got \"%s\"", path,
+                   line_number, shown);
+      return FALSE;
+    }
   return TRUE;
 }
 
 /* Parses lines first_line.. of text (0-based) into merges, at most max_merges (0: all).
  * Blank lines at the end of the file are ignored. */
 static GArray *
-parse_merges (const gchar *path, const gchar *text, gsize len, guint first_line,
-              guint max_merges, GError **error)
+parse_merges (const gchar *path, const gchar *text, gsize len, guint first_line, guint max_merges,
+              GError **error)
 {
   g_autoptr (GArray) merges = g_array_new (FALSE, FALSE, sizeof (MergeLine));
   const gchar *end = text + len;
@@ -319,20 +332,22 @@ parse_merges (const gchar *path, const gchar *text, gsize len, guint first_line,
   while (end > text && g_ascii_isspace (end[-1]))
     end--;
 
-  while (line < end && (max_merges == 0 || merges->len < max_merges)) {
-    const gchar *newline = memchr (line, '\n', end - line);
-    const gchar *line_end = newline ? newline : end;
+  while (line < end && (max_merges == 0 || merges->len < max_merges))
+    {
+      const gchar *newline = memchr (line, '\n', end - line);
+      const gchar *line_end = newline ? newline : end;
 
-    if (line_index >= first_line) {
-      MergeLine merge;
+      if (line_index >= first_line)
+        {
+          MergeLine merge;
 
-      if (!parse_merge_line (path, line, line_end - line, line_index + 1, &merge, error))
-        return NULL;
-      g_array_append_val (merges, merge);
+          if (!parse_merge_line (path, line, line_end - line, line_index + 1, &merge, error))
+            return NULL;
+          g_array_append_val (merges, merge);
+        }
+      line_index++;
+      line = newline ? newline + 1 : end;
     }
-    line_index++;
-    line = newline ? newline + 1 : end;
-  }
   return g_steal_pointer (&merges);
 }
 
@@ -365,41 +380,43 @@ umg_tokenizer_new_from_bpe_gz (const gchar *path, GError **error)
    * id, as in OpenAI's dict. */
   encoder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   fill_byte_chars (byte_char, vocab_order);
-  for (guint i = 0; i < 256; i++) {
-    gchar symbol[8] = { 0 };
+  for (guint i = 0; i < 256; i++)
+    {
+      gchar symbol[8] = { 0 };
 
-    g_unichar_to_utf8 (byte_char[vocab_order[i]], symbol);
-    g_hash_table_insert (encoder, g_strdup (symbol), GINT_TO_POINTER (next_id++));
-  }
-  for (guint i = 0; i < 256; i++) {
-    gchar symbol[8] = { 0 };
+      g_unichar_to_utf8 (byte_char[vocab_order[i]], symbol);
+      g_hash_table_insert (encoder, g_strdup (symbol), GINT_TO_POINTER (next_id++));
+    }
+  for (guint i = 0; i < 256; i++)
+    {
+      gchar symbol[8] = { 0 };
 
-    g_unichar_to_utf8 (byte_char[vocab_order[i]], symbol);
-    g_hash_table_insert (encoder, g_strconcat (symbol, WORD_END, NULL),
-                         GINT_TO_POINTER (next_id++));
-  }
-  for (guint i = 0; i < merges->len; i++) {
-    const MergeLine *merge = &g_array_index (merges, MergeLine, i);
-    gchar *merged = g_malloc (merge->left_len + merge->right_len + 1);
+      g_unichar_to_utf8 (byte_char[vocab_order[i]], symbol);
+      g_hash_table_insert (encoder, g_strconcat (symbol, WORD_END, NULL),
+                           GINT_TO_POINTER (next_id++));
+    }
+  for (guint i = 0; i < merges->len; i++)
+    {
+      const MergeLine *merge = &g_array_index (merges, MergeLine, i);
+      gchar *merged = g_malloc (merge->left_len + merge->right_len + 1);
 
-    memcpy (merged, merge->left, merge->left_len);
-    memcpy (merged + merge->left_len, merge->right, merge->right_len);
-    merged[merge->left_len + merge->right_len] = '\0';
-    g_hash_table_insert (encoder, merged, GINT_TO_POINTER (next_id++));
-  }
+      memcpy (merged, merge->left, merge->left_len);
+      memcpy (merged + merge->left_len, merge->right, merge->right_len);
+      merged[merge->left_len + merge->right_len] = '\0';
+      g_hash_table_insert (encoder, merged, GINT_TO_POINTER (next_id++));
+    }
   g_hash_table_insert (encoder, g_strdup (START_TOKEN), GINT_TO_POINTER (next_id++));
   g_hash_table_insert (encoder, g_strdup (END_TOKEN), GINT_TO_POINTER (next_id++));
 
-  return tokenizer_build (encoder, next_id, (const MergeLine *) merges->data, merges->len,
-                          path, path, error);
+  return tokenizer_build (encoder, next_id, (const MergeLine *) merges->data, merges->len, path,
+                          path, error);
 }
 
 static GHashTable *
 load_vocab_json (const gchar *path, guint *vocab_size, GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GHashTable) encoder =
-      g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) encoder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GError) local = NULL;
   g_autofree gchar *contents = NULL;
   JsonObject *root;
@@ -411,39 +428,42 @@ load_vocab_json (const gchar *path, guint *vocab_size, GError **error)
 
   if (!read_file (path, &contents, &len, error))
     return NULL;
-  if (!json_parser_load_from_data (parser, contents, len, &local)) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad JSON: %s", path,
-                 local->message);
-    return NULL;
-  }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
-    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                 "%s: expected an object mapping tokens to ids", path);
-    return NULL;
-  }
+  if (!json_parser_load_from_data (parser, contents, len, &local))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad JSON: %s", path,
+                   local->message);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                   "%s: expected an object mapping tokens to ids", path);
+      return NULL;
+    }
 
   root = json_node_get_object (json_parser_get_root (parser));
   json_object_iter_init (&iter, root);
-  while (json_object_iter_next (&iter, &symbol, &node)) {
-    gint64 id;
+  while (json_object_iter_next (&iter, &symbol, &node))
+    {
+      gint64 id;
 
-    if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64
-        || (id = json_node_get_int (node)) < 0 || id >= G_MAXINT32) {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
-                   "%s: the id of token \"%s\" is not an integer in [0, 2^31 - 1)", path,
-                   symbol);
-      return NULL;
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64
+          || (id = json_node_get_int (node)) < 0 || id >= G_MAXINT32)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                       "%s: the id of token \"%s\" is not an integer in [0, 2^31 - 1)", path,
+                       symbol);
+          return NULL;
+        }
+      g_hash_table_insert (encoder, g_strdup (symbol), GINT_TO_POINTER ((gint32) id));
+      max_id = MAX (max_id, id);
     }
-    g_hash_table_insert (encoder, g_strdup (symbol), GINT_TO_POINTER ((gint32) id));
-    max_id = MAX (max_id, id);
-  }
   *vocab_size = max_id + 1;
   return g_steal_pointer (&encoder);
 }
 
 UmgTokenizer *
-umg_tokenizer_new_from_files (const gchar *vocab_json, const gchar *merges_txt,
-                              GError **error)
+umg_tokenizer_new_from_files (const gchar *vocab_json, const gchar *merges_txt, GError **error)
 {
   g_autoptr (GHashTable) encoder = NULL;
   g_autoptr (GArray) merges = NULL;
@@ -491,7 +511,8 @@ umg_tokenizer_new_from_dir (const gchar *dir, GError **error)
 
   g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE,
                "%s: no tokenizer found (looked for vocab.json + merges.txt, then "
-               "bpe_simple_vocab_16e6.txt.gz)", dir);
+               "bpe_simple_vocab_16e6.txt.gz)",
+               dir);
   return NULL;
 }
 
@@ -529,264 +550,92 @@ typedef struct
 } HtmlEntity;
 
 static const HtmlEntity html_entities[] = {
-  { "AElig", 0x00C6, TRUE },
-  { "AMP", 0x0026, TRUE },
-  { "Aacute", 0x00C1, TRUE },
-  { "Acirc", 0x00C2, TRUE },
-  { "Agrave", 0x00C0, TRUE },
-  { "Alpha", 0x0391, FALSE },
-  { "Aring", 0x00C5, TRUE },
-  { "Atilde", 0x00C3, TRUE },
-  { "Auml", 0x00C4, TRUE },
-  { "Beta", 0x0392, FALSE },
-  { "COPY", 0x00A9, TRUE },
-  { "Ccedil", 0x00C7, TRUE },
-  { "Chi", 0x03A7, FALSE },
-  { "Dagger", 0x2021, FALSE },
-  { "Delta", 0x0394, FALSE },
-  { "ETH", 0x00D0, TRUE },
-  { "Eacute", 0x00C9, TRUE },
-  { "Ecirc", 0x00CA, TRUE },
-  { "Egrave", 0x00C8, TRUE },
-  { "Epsilon", 0x0395, FALSE },
-  { "Eta", 0x0397, FALSE },
-  { "Euml", 0x00CB, TRUE },
-  { "GT", 0x003E, TRUE },
-  { "Gamma", 0x0393, FALSE },
-  { "Iacute", 0x00CD, TRUE },
-  { "Icirc", 0x00CE, TRUE },
-  { "Igrave", 0x00CC, TRUE },
-  { "Iota", 0x0399, FALSE },
-  { "Iuml", 0x00CF, TRUE },
-  { "Kappa", 0x039A, FALSE },
-  { "LT", 0x003C, TRUE },
-  { "Lambda", 0x039B, FALSE },
-  { "Mu", 0x039C, FALSE },
-  { "Ntilde", 0x00D1, TRUE },
-  { "Nu", 0x039D, FALSE },
-  { "OElig", 0x0152, FALSE },
-  { "Oacute", 0x00D3, TRUE },
-  { "Ocirc", 0x00D4, TRUE },
-  { "Ograve", 0x00D2, TRUE },
-  { "Omega", 0x03A9, FALSE },
-  { "Omicron", 0x039F, FALSE },
-  { "Oslash", 0x00D8, TRUE },
-  { "Otilde", 0x00D5, TRUE },
-  { "Ouml", 0x00D6, TRUE },
-  { "Phi", 0x03A6, FALSE },
-  { "Pi", 0x03A0, FALSE },
-  { "Prime", 0x2033, FALSE },
-  { "Psi", 0x03A8, FALSE },
-  { "QUOT", 0x0022, TRUE },
-  { "REG", 0x00AE, TRUE },
-  { "Rho", 0x03A1, FALSE },
-  { "Scaron", 0x0160, FALSE },
-  { "Sigma", 0x03A3, FALSE },
-  { "THORN", 0x00DE, TRUE },
-  { "Tau", 0x03A4, FALSE },
-  { "Theta", 0x0398, FALSE },
-  { "Uacute", 0x00DA, TRUE },
-  { "Ucirc", 0x00DB, TRUE },
-  { "Ugrave", 0x00D9, TRUE },
-  { "Upsilon", 0x03A5, FALSE },
-  { "Uuml", 0x00DC, TRUE },
-  { "Xi", 0x039E, FALSE },
-  { "Yacute", 0x00DD, TRUE },
-  { "Yuml", 0x0178, FALSE },
-  { "Zeta", 0x0396, FALSE },
-  { "aacute", 0x00E1, TRUE },
-  { "acirc", 0x00E2, TRUE },
-  { "acute", 0x00B4, TRUE },
-  { "aelig", 0x00E6, TRUE },
-  { "agrave", 0x00E0, TRUE },
-  { "alefsym", 0x2135, FALSE },
-  { "alpha", 0x03B1, FALSE },
-  { "amp", 0x0026, TRUE },
-  { "and", 0x2227, FALSE },
-  { "ang", 0x2220, FALSE },
-  { "apos", 0x0027, FALSE },
-  { "aring", 0x00E5, TRUE },
-  { "asymp", 0x2248, FALSE },
-  { "atilde", 0x00E3, TRUE },
-  { "auml", 0x00E4, TRUE },
-  { "bdquo", 0x201E, FALSE },
-  { "beta", 0x03B2, FALSE },
-  { "brvbar", 0x00A6, TRUE },
-  { "bull", 0x2022, FALSE },
-  { "cap", 0x2229, FALSE },
-  { "ccedil", 0x00E7, TRUE },
-  { "cedil", 0x00B8, TRUE },
-  { "cent", 0x00A2, TRUE },
-  { "chi", 0x03C7, FALSE },
-  { "circ", 0x02C6, FALSE },
-  { "clubs", 0x2663, FALSE },
-  { "cong", 0x2245, FALSE },
-  { "copy", 0x00A9, TRUE },
-  { "crarr", 0x21B5, FALSE },
-  { "cup", 0x222A, FALSE },
-  { "curren", 0x00A4, TRUE },
-  { "dArr", 0x21D3, FALSE },
-  { "dagger", 0x2020, FALSE },
-  { "darr", 0x2193, FALSE },
-  { "deg", 0x00B0, TRUE },
-  { "delta", 0x03B4, FALSE },
-  { "diams", 0x2666, FALSE },
-  { "divide", 0x00F7, TRUE },
-  { "eacute", 0x00E9, TRUE },
-  { "ecirc", 0x00EA, TRUE },
-  { "egrave", 0x00E8, TRUE },
-  { "empty", 0x2205, FALSE },
-  { "emsp", 0x2003, FALSE },
-  { "ensp", 0x2002, FALSE },
-  { "epsilon", 0x03B5, FALSE },
-  { "equiv", 0x2261, FALSE },
-  { "eta", 0x03B7, FALSE },
-  { "eth", 0x00F0, TRUE },
-  { "euml", 0x00EB, TRUE },
-  { "euro", 0x20AC, FALSE },
-  { "exist", 0x2203, FALSE },
-  { "fnof", 0x0192, FALSE },
-  { "forall", 0x2200, FALSE },
-  { "frac12", 0x00BD, TRUE },
-  { "frac14", 0x00BC, TRUE },
-  { "frac34", 0x00BE, TRUE },
-  { "frasl", 0x2044, FALSE },
-  { "gamma", 0x03B3, FALSE },
-  { "ge", 0x2265, FALSE },
-  { "gt", 0x003E, TRUE },
-  { "hArr", 0x21D4, FALSE },
-  { "harr", 0x2194, FALSE },
-  { "hearts", 0x2665, FALSE },
-  { "hellip", 0x2026, FALSE },
-  { "iacute", 0x00ED, TRUE },
-  { "icirc", 0x00EE, TRUE },
-  { "iexcl", 0x00A1, TRUE },
-  { "igrave", 0x00EC, TRUE },
-  { "image", 0x2111, FALSE },
-  { "infin", 0x221E, FALSE },
-  { "int", 0x222B, FALSE },
-  { "iota", 0x03B9, FALSE },
-  { "iquest", 0x00BF, TRUE },
-  { "isin", 0x2208, FALSE },
-  { "iuml", 0x00EF, TRUE },
-  { "kappa", 0x03BA, FALSE },
-  { "lArr", 0x21D0, FALSE },
-  { "lambda", 0x03BB, FALSE },
-  { "lang", 0x27E8, FALSE },
-  { "laquo", 0x00AB, TRUE },
-  { "larr", 0x2190, FALSE },
-  { "lceil", 0x2308, FALSE },
-  { "ldquo", 0x201C, FALSE },
-  { "le", 0x2264, FALSE },
-  { "lfloor", 0x230A, FALSE },
-  { "lowast", 0x2217, FALSE },
-  { "loz", 0x25CA, FALSE },
-  { "lrm", 0x200E, FALSE },
-  { "lsaquo", 0x2039, FALSE },
-  { "lsquo", 0x2018, FALSE },
-  { "lt", 0x003C, TRUE },
-  { "macr", 0x00AF, TRUE },
-  { "mdash", 0x2014, FALSE },
-  { "micro", 0x00B5, TRUE },
-  { "middot", 0x00B7, TRUE },
-  { "minus", 0x2212, FALSE },
-  { "mu", 0x03BC, FALSE },
-  { "nabla", 0x2207, FALSE },
-  { "nbsp", 0x00A0, TRUE },
-  { "ndash", 0x2013, FALSE },
-  { "ne", 0x2260, FALSE },
-  { "ni", 0x220B, FALSE },
-  { "not", 0x00AC, TRUE },
-  { "notin", 0x2209, FALSE },
-  { "nsub", 0x2284, FALSE },
-  { "ntilde", 0x00F1, TRUE },
-  { "nu", 0x03BD, FALSE },
-  { "oacute", 0x00F3, TRUE },
-  { "ocirc", 0x00F4, TRUE },
-  { "oelig", 0x0153, FALSE },
-  { "ograve", 0x00F2, TRUE },
-  { "oline", 0x203E, FALSE },
-  { "omega", 0x03C9, FALSE },
-  { "omicron", 0x03BF, FALSE },
-  { "oplus", 0x2295, FALSE },
-  { "or", 0x2228, FALSE },
-  { "ordf", 0x00AA, TRUE },
-  { "ordm", 0x00BA, TRUE },
-  { "oslash", 0x00F8, TRUE },
-  { "otilde", 0x00F5, TRUE },
-  { "otimes", 0x2297, FALSE },
-  { "ouml", 0x00F6, TRUE },
-  { "para", 0x00B6, TRUE },
-  { "part", 0x2202, FALSE },
-  { "permil", 0x2030, FALSE },
-  { "perp", 0x22A5, FALSE },
-  { "phi", 0x03C6, FALSE },
-  { "pi", 0x03C0, FALSE },
-  { "piv", 0x03D6, FALSE },
-  { "plusmn", 0x00B1, TRUE },
-  { "pound", 0x00A3, TRUE },
-  { "prime", 0x2032, FALSE },
-  { "prod", 0x220F, FALSE },
-  { "prop", 0x221D, FALSE },
-  { "psi", 0x03C8, FALSE },
-  { "quot", 0x0022, TRUE },
-  { "rArr", 0x21D2, FALSE },
-  { "radic", 0x221A, FALSE },
-  { "rang", 0x27E9, FALSE },
-  { "raquo", 0x00BB, TRUE },
-  { "rarr", 0x2192, FALSE },
-  { "rceil", 0x2309, FALSE },
-  { "rdquo", 0x201D, FALSE },
-  { "real", 0x211C, FALSE },
-  { "reg", 0x00AE, TRUE },
-  { "rfloor", 0x230B, FALSE },
-  { "rho", 0x03C1, FALSE },
-  { "rlm", 0x200F, FALSE },
-  { "rsaquo", 0x203A, FALSE },
-  { "rsquo", 0x2019, FALSE },
-  { "sbquo", 0x201A, FALSE },
-  { "scaron", 0x0161, FALSE },
-  { "sdot", 0x22C5, FALSE },
-  { "sect", 0x00A7, TRUE },
-  { "shy", 0x00AD, TRUE },
-  { "sigma", 0x03C3, FALSE },
-  { "sigmaf", 0x03C2, FALSE },
-  { "sim", 0x223C, FALSE },
-  { "spades", 0x2660, FALSE },
-  { "sub", 0x2282, FALSE },
-  { "sube", 0x2286, FALSE },
-  { "sum", 0x2211, FALSE },
-  { "sup", 0x2283, FALSE },
-  { "sup1", 0x00B9, TRUE },
-  { "sup2", 0x00B2, TRUE },
-  { "sup3", 0x00B3, TRUE },
-  { "supe", 0x2287, FALSE },
-  { "szlig", 0x00DF, TRUE },
-  { "tau", 0x03C4, FALSE },
-  { "there4", 0x2234, FALSE },
-  { "theta", 0x03B8, FALSE },
-  { "thetasym", 0x03D1, FALSE },
-  { "thinsp", 0x2009, FALSE },
-  { "thorn", 0x00FE, TRUE },
-  { "tilde", 0x02DC, FALSE },
-  { "times", 0x00D7, TRUE },
-  { "trade", 0x2122, FALSE },
-  { "uArr", 0x21D1, FALSE },
-  { "uacute", 0x00FA, TRUE },
-  { "uarr", 0x2191, FALSE },
-  { "ucirc", 0x00FB, TRUE },
-  { "ugrave", 0x00F9, TRUE },
-  { "uml", 0x00A8, TRUE },
-  { "upsih", 0x03D2, FALSE },
-  { "upsilon", 0x03C5, FALSE },
-  { "uuml", 0x00FC, TRUE },
-  { "weierp", 0x2118, FALSE },
-  { "xi", 0x03BE, FALSE },
-  { "yacute", 0x00FD, TRUE },
-  { "yen", 0x00A5, TRUE },
-  { "yuml", 0x00FF, TRUE },
-  { "zeta", 0x03B6, FALSE },
-  { "zwj", 0x200D, FALSE },
+  { "AElig", 0x00C6, TRUE },    { "AMP", 0x0026, TRUE },      { "Aacute", 0x00C1, TRUE },
+  { "Acirc", 0x00C2, TRUE },    { "Agrave", 0x00C0, TRUE },   { "Alpha", 0x0391, FALSE },
+  { "Aring", 0x00C5, TRUE },    { "Atilde", 0x00C3, TRUE },   { "Auml", 0x00C4, TRUE },
+  { "Beta", 0x0392, FALSE },    { "COPY", 0x00A9, TRUE },     { "Ccedil", 0x00C7, TRUE },
+  { "Chi", 0x03A7, FALSE },     { "Dagger", 0x2021, FALSE },  { "Delta", 0x0394, FALSE },
+  { "ETH", 0x00D0, TRUE },      { "Eacute", 0x00C9, TRUE },   { "Ecirc", 0x00CA, TRUE },
+  { "Egrave", 0x00C8, TRUE },   { "Epsilon", 0x0395, FALSE }, { "Eta", 0x0397, FALSE },
+  { "Euml", 0x00CB, TRUE },     { "GT", 0x003E, TRUE },       { "Gamma", 0x0393, FALSE },
+  { "Iacute", 0x00CD, TRUE },   { "Icirc", 0x00CE, TRUE },    { "Igrave", 0x00CC, TRUE },
+  { "Iota", 0x0399, FALSE },    { "Iuml", 0x00CF, TRUE },     { "Kappa", 0x039A, FALSE },
+  { "LT", 0x003C, TRUE },       { "Lambda", 0x039B, FALSE },  { "Mu", 0x039C, FALSE },
+  { "Ntilde", 0x00D1, TRUE },   { "Nu", 0x039D, FALSE },      { "OElig", 0x0152, FALSE },
+  { "Oacute", 0x00D3, TRUE },   { "Ocirc", 0x00D4, TRUE },    { "Ograve", 0x00D2, TRUE },
+  { "Omega", 0x03A9, FALSE },   { "Omicron", 0x039F, FALSE }, { "Oslash", 0x00D8, TRUE },
+  { "Otilde", 0x00D5, TRUE },   { "Ouml", 0x00D6, TRUE },     { "Phi", 0x03A6, FALSE },
+  { "Pi", 0x03A0, FALSE },      { "Prime", 0x2033, FALSE },   { "Psi", 0x03A8, FALSE },
+  { "QUOT", 0x0022, TRUE },     { "REG", 0x00AE, TRUE },      { "Rho", 0x03A1, FALSE },
+  { "Scaron", 0x0160, FALSE },  { "Sigma", 0x03A3, FALSE },   { "THORN", 0x00DE, TRUE },
+  { "Tau", 0x03A4, FALSE },     { "Theta", 0x0398, FALSE },   { "Uacute", 0x00DA, TRUE },
+  { "Ucirc", 0x00DB, TRUE },    { "Ugrave", 0x00D9, TRUE },   { "Upsilon", 0x03A5, FALSE },
+  { "Uuml", 0x00DC, TRUE },     { "Xi", 0x039E, FALSE },      { "Yacute", 0x00DD, TRUE },
+  { "Yuml", 0x0178, FALSE },    { "Zeta", 0x0396, FALSE },    { "aacute", 0x00E1, TRUE },
+  { "acirc", 0x00E2, TRUE },    { "acute", 0x00B4, TRUE },    { "aelig", 0x00E6, TRUE },
+  { "agrave", 0x00E0, TRUE },   { "alefsym", 0x2135, FALSE }, { "alpha", 0x03B1, FALSE },
+  { "amp", 0x0026, TRUE },      { "and", 0x2227, FALSE },     { "ang", 0x2220, FALSE },
+  { "apos", 0x0027, FALSE },    { "aring", 0x00E5, TRUE },    { "asymp", 0x2248, FALSE },
+  { "atilde", 0x00E3, TRUE },   { "auml", 0x00E4, TRUE },     { "bdquo", 0x201E, FALSE },
+  { "beta", 0x03B2, FALSE },    { "brvbar", 0x00A6, TRUE },   { "bull", 0x2022, FALSE },
+  { "cap", 0x2229, FALSE },     { "ccedil", 0x00E7, TRUE },   { "cedil", 0x00B8, TRUE },
+  { "cent", 0x00A2, TRUE },     { "chi", 0x03C7, FALSE },     { "circ", 0x02C6, FALSE },
+  { "clubs", 0x2663, FALSE },   { "cong", 0x2245, FALSE },    { "copy", 0x00A9, TRUE },
+  { "crarr", 0x21B5, FALSE },   { "cup", 0x222A, FALSE },     { "curren", 0x00A4, TRUE },
+  { "dArr", 0x21D3, FALSE },    { "dagger", 0x2020, FALSE },  { "darr", 0x2193, FALSE },
+  { "deg", 0x00B0, TRUE },      { "delta", 0x03B4, FALSE },   { "diams", 0x2666, FALSE },
+  { "divide", 0x00F7, TRUE },   { "eacute", 0x00E9, TRUE },   { "ecirc", 0x00EA, TRUE },
+  { "egrave", 0x00E8, TRUE },   { "empty", 0x2205, FALSE },   { "emsp", 0x2003, FALSE },
+  { "ensp", 0x2002, FALSE },    { "epsilon", 0x03B5, FALSE }, { "equiv", 0x2261, FALSE },
+  { "eta", 0x03B7, FALSE },     { "eth", 0x00F0, TRUE },      { "euml", 0x00EB, TRUE },
+  { "euro", 0x20AC, FALSE },    { "exist", 0x2203, FALSE },   { "fnof", 0x0192, FALSE },
+  { "forall", 0x2200, FALSE },  { "frac12", 0x00BD, TRUE },   { "frac14", 0x00BC, TRUE },
+  { "frac34", 0x00BE, TRUE },   { "frasl", 0x2044, FALSE },   { "gamma", 0x03B3, FALSE },
+  { "ge", 0x2265, FALSE },      { "gt", 0x003E, TRUE },       { "hArr", 0x21D4, FALSE },
+  { "harr", 0x2194, FALSE },    { "hearts", 0x2665, FALSE },  { "hellip", 0x2026, FALSE },
+  { "iacute", 0x00ED, TRUE },   { "icirc", 0x00EE, TRUE },    { "iexcl", 0x00A1, TRUE },
+  { "igrave", 0x00EC, TRUE },   { "image", 0x2111, FALSE },   { "infin", 0x221E, FALSE },
+  { "int", 0x222B, FALSE },     { "iota", 0x03B9, FALSE },    { "iquest", 0x00BF, TRUE },
+  { "isin", 0x2208, FALSE },    { "iuml", 0x00EF, TRUE },     { "kappa", 0x03BA, FALSE },
+  { "lArr", 0x21D0, FALSE },    { "lambda", 0x03BB, FALSE },  { "lang", 0x27E8, FALSE },
+  { "laquo", 0x00AB, TRUE },    { "larr", 0x2190, FALSE },    { "lceil", 0x2308, FALSE },
+  { "ldquo", 0x201C, FALSE },   { "le", 0x2264, FALSE },      { "lfloor", 0x230A, FALSE },
+  { "lowast", 0x2217, FALSE },  { "loz", 0x25CA, FALSE },     { "lrm", 0x200E, FALSE },
+  { "lsaquo", 0x2039, FALSE },  { "lsquo", 0x2018, FALSE },   { "lt", 0x003C, TRUE },
+  { "macr", 0x00AF, TRUE },     { "mdash", 0x2014, FALSE },   { "micro", 0x00B5, TRUE },
+  { "middot", 0x00B7, TRUE },   { "minus", 0x2212, FALSE },   { "mu", 0x03BC, FALSE },
+  { "nabla", 0x2207, FALSE },   { "nbsp", 0x00A0, TRUE },     { "ndash", 0x2013, FALSE },
+  { "ne", 0x2260, FALSE },      { "ni", 0x220B, FALSE },      { "not", 0x00AC, TRUE },
+  { "notin", 0x2209, FALSE },   { "nsub", 0x2284, FALSE },    { "ntilde", 0x00F1, TRUE },
+  { "nu", 0x03BD, FALSE },      { "oacute", 0x00F3, TRUE },   { "ocirc", 0x00F4, TRUE },
+  { "oelig", 0x0153, FALSE },   { "ograve", 0x00F2, TRUE },   { "oline", 0x203E, FALSE },
+  { "omega", 0x03C9, FALSE },   { "omicron", 0x03BF, FALSE }, { "oplus", 0x2295, FALSE },
+  { "or", 0x2228, FALSE },      { "ordf", 0x00AA, TRUE },     { "ordm", 0x00BA, TRUE },
+  { "oslash", 0x00F8, TRUE },   { "otilde", 0x00F5, TRUE },   { "otimes", 0x2297, FALSE },
+  { "ouml", 0x00F6, TRUE },     { "para", 0x00B6, TRUE },     { "part", 0x2202, FALSE },
+  { "permil", 0x2030, FALSE },  { "perp", 0x22A5, FALSE },    { "phi", 0x03C6, FALSE },
+  { "pi", 0x03C0, FALSE },      { "piv", 0x03D6, FALSE },     { "plusmn", 0x00B1, TRUE },
+  { "pound", 0x00A3, TRUE },    { "prime", 0x2032, FALSE },   { "prod", 0x220F, FALSE },
+  { "prop", 0x221D, FALSE },    { "psi", 0x03C8, FALSE },     { "quot", 0x0022, TRUE },
+  { "rArr", 0x21D2, FALSE },    { "radic", 0x221A, FALSE },   { "rang", 0x27E9, FALSE },
+  { "raquo", 0x00BB, TRUE },    { "rarr", 0x2192, FALSE },    { "rceil", 0x2309, FALSE },
+  { "rdquo", 0x201D, FALSE },   { "real", 0x211C, FALSE },    { "reg", 0x00AE, TRUE },
+  { "rfloor", 0x230B, FALSE },  { "rho", 0x03C1, FALSE },     { "rlm", 0x200F, FALSE },
+  { "rsaquo", 0x203A, FALSE },  { "rsquo", 0x2019, FALSE },   { "sbquo", 0x201A, FALSE },
+  { "scaron", 0x0161, FALSE },  { "sdot", 0x22C5, FALSE },    { "sect", 0x00A7, TRUE },
+  { "shy", 0x00AD, TRUE },      { "sigma", 0x03C3, FALSE },   { "sigmaf", 0x03C2, FALSE },
+  { "sim", 0x223C, FALSE },     { "spades", 0x2660, FALSE },  { "sub", 0x2282, FALSE },
+  { "sube", 0x2286, FALSE },    { "sum", 0x2211, FALSE },     { "sup", 0x2283, FALSE },
+  { "sup1", 0x00B9, TRUE },     { "sup2", 0x00B2, TRUE },     { "sup3", 0x00B3, TRUE },
+  { "supe", 0x2287, FALSE },    { "szlig", 0x00DF, TRUE },    { "tau", 0x03C4, FALSE },
+  { "there4", 0x2234, FALSE },  { "theta", 0x03B8, FALSE },   { "thetasym", 0x03D1, FALSE },
+  { "thinsp", 0x2009, FALSE },  { "thorn", 0x00FE, TRUE },    { "tilde", 0x02DC, FALSE },
+  { "times", 0x00D7, TRUE },    { "trade", 0x2122, FALSE },   { "uArr", 0x21D1, FALSE },
+  { "uacute", 0x00FA, TRUE },   { "uarr", 0x2191, FALSE },    { "ucirc", 0x00FB, TRUE },
+  { "ugrave", 0x00F9, TRUE },   { "uml", 0x00A8, TRUE },      { "upsih", 0x03D2, FALSE },
+  { "upsilon", 0x03C5, FALSE }, { "uuml", 0x00FC, TRUE },     { "weierp", 0x2118, FALSE },
+  { "xi", 0x03BE, FALSE },      { "yacute", 0x00FD, TRUE },   { "yen", 0x00A5, TRUE },
+  { "yuml", 0x00FF, TRUE },     { "zeta", 0x03B6, FALSE },    { "zwj", 0x200D, FALSE },
   { "zwnj", 0x200C, FALSE },
 };
 
@@ -811,10 +660,9 @@ find_entity (const gchar *name, gsize len)
 
 /* Code points 0x80..0x9f in a numeric reference mean Windows-1252, per HTML5. */
 static const gunichar windows_1252_high[32] = {
-  0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
-  0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
-  0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-  0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+  0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+  0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+  0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
 };
 
 /* HTML5's rules for &#N;, as Python's html.unescape applies them. */
@@ -829,10 +677,9 @@ append_numeric_reference (GString *out, guint32 value)
     g_string_append_unichar (out, windows_1252_high[value - 0x80]);
   else if ((value >= 0xD800 && value <= 0xDFFF) || value > 0x10FFFF)
     g_string_append_unichar (out, 0xFFFD);
-  else if ((value >= 0x01 && value <= 0x08) || value == 0x0B
-           || (value >= 0x0E && value <= 0x1F) || value == 0x7F
-           || (value >= 0xFDD0 && value <= 0xFDEF) || (value & 0xFFFE) == 0xFFFE)
-    return;                     /* non-characters and controls vanish */
+  else if ((value >= 0x01 && value <= 0x08) || value == 0x0B || (value >= 0x0E && value <= 0x1F)
+           || value == 0x7F || (value >= 0xFDD0 && value <= 0xFDEF) || (value & 0xFFFE) == 0xFFFE)
+    return; /* non-characters and controls vanish */
   else
     g_string_append_unichar (out, value);
 }
@@ -841,7 +688,7 @@ static gboolean
 is_entity_name_char (gunichar c)
 {
   return c != '\t' && c != '\n' && c != '\f' && c != ' ' && c != '<' && c != '&' && c != '#'
-      && c != ';';
+         && c != ';';
 }
 
 /* p follows an '&'. Appends the replacement and returns the end of the reference, or
@@ -849,32 +696,35 @@ is_entity_name_char (gunichar c)
 static const gchar *
 unescape_reference (const gchar *p, GString *out)
 {
-  if (p[0] == '#') {
-    gboolean hex = (p[1] == 'x' || p[1] == 'X') && g_ascii_isxdigit (p[2]);
-    const gchar *digit = p + (hex ? 2 : 1);
-    guint32 value = 0;
+  if (p[0] == '#')
+    {
+      gboolean hex = (p[1] == 'x' || p[1] == 'X') && g_ascii_isxdigit (p[2]);
+      const gchar *digit = p + (hex ? 2 : 1);
+      guint32 value = 0;
 
-    if (!hex && !g_ascii_isdigit (*digit))
-      return NULL;
-    for (; hex ? g_ascii_isxdigit (*digit) : g_ascii_isdigit (*digit); digit++) {
-      guint d = hex ? g_ascii_xdigit_value (*digit) : g_ascii_digit_value (*digit);
+      if (!hex && !g_ascii_isdigit (*digit))
+        return NULL;
+      for (; hex ? g_ascii_isxdigit (*digit) : g_ascii_isdigit (*digit); digit++)
+        {
+          guint d = hex ? g_ascii_xdigit_value (*digit) : g_ascii_digit_value (*digit);
 
-      /* Saturate: anything past U+10FFFF is replaced alike. */
-      value = value > 0x10FFFF ? value : value * (hex ? 16 : 10) + d;
+          /* Saturate: anything past U+10FFFF is replaced alike. */
+          value = value > 0x10FFFF ? value : value * (hex ? 16 : 10) + d;
+        }
+      append_numeric_reference (out, value);
+      return *digit == ';' ? digit + 1 : digit;
     }
-    append_numeric_reference (out, value);
-    return *digit == ';' ? digit + 1 : digit;
-  }
 
   /* Named: up to 32 characters, then an optional ';'. */
   const gchar *name_end = p;
   const gchar *prefix_ends[HTML_NAME_MAX + 1];
   guint n_chars = 0;
 
-  while (n_chars < HTML_NAME_MAX && *name_end && is_entity_name_char (g_utf8_get_char (name_end))) {
-    name_end = g_utf8_next_char (name_end);
-    prefix_ends[++n_chars] = name_end;
-  }
+  while (n_chars < HTML_NAME_MAX && *name_end && is_entity_name_char (g_utf8_get_char (name_end)))
+    {
+      name_end = g_utf8_next_char (name_end);
+      prefix_ends[++n_chars] = name_end;
+    }
   if (n_chars == 0)
     return NULL;
 
@@ -882,21 +732,24 @@ unescape_reference (const gchar *p, GString *out)
   const gchar *reference_end = has_semicolon ? name_end + 1 : name_end;
   const HtmlEntity *entity = find_entity (p, name_end - p);
 
-  if (entity != NULL && (has_semicolon || entity->legacy)) {
-    g_string_append_unichar (out, entity->value);
-    return reference_end;
-  }
+  if (entity != NULL && (has_semicolon || entity->legacy))
+    {
+      g_string_append_unichar (out, entity->value);
+      return reference_end;
+    }
   /* The longest legacy name (at least 2 characters) that starts the reference wins, and
    * the rest stays literal: "&ampfoo" is "&foo". The semicolon-less full name was tried
    * above. */
-  for (guint chars = has_semicolon ? n_chars : n_chars - 1; chars >= 2; chars--) {
-    entity = find_entity (p, prefix_ends[chars] - p);
-    if (entity != NULL && entity->legacy) {
-      g_string_append_unichar (out, entity->value);
-      g_string_append_len (out, prefix_ends[chars], reference_end - prefix_ends[chars]);
-      return reference_end;
+  for (guint chars = has_semicolon ? n_chars : n_chars - 1; chars >= 2; chars--)
+    {
+      entity = find_entity (p, prefix_ends[chars] - p);
+      if (entity != NULL && entity->legacy)
+        {
+          g_string_append_unichar (out, entity->value);
+          g_string_append_len (out, prefix_ends[chars], reference_end - prefix_ends[chars]);
+          return reference_end;
+        }
     }
-  }
   g_string_append_c (out, '&');
   g_string_append_len (out, p, reference_end - p);
   return reference_end;
@@ -907,16 +760,20 @@ html_unescape (const gchar *text)
 {
   GString *out = g_string_sized_new (strlen (text));
 
-  for (const gchar *p = text; *p;) {
-    const gchar *next;
+  for (const gchar *p = text; *p;)
+    {
+      const gchar *next;
 
-    if (*p == '&' && (next = unescape_reference (p + 1, out)) != NULL) {
-      p = next;
-    } else {
-      g_string_append_c (out, *p);
-      p++;
+      if (*p == '&' && (next = unescape_reference (p + 1, out)) != NULL)
+        {
+          p = next;
+        }
+      else
+        {
+          g_string_append_c (out, *p);
+          p++;
+        }
     }
-  }
   return g_string_free (out, FALSE);
 }
 
@@ -926,20 +783,22 @@ is_clip_space (gunichar c)
 {
   if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) || c == 0x85)
     return TRUE;
-  switch (g_unichar_type (c)) {
+  switch (g_unichar_type (c))
+    {
     case G_UNICODE_SPACE_SEPARATOR:
     case G_UNICODE_LINE_SEPARATOR:
     case G_UNICODE_PARAGRAPH_SEPARATOR:
       return TRUE;
     default:
       return FALSE;
-  }
+    }
 }
 
 static gboolean
 is_letter (gunichar c)
 {
-  switch (g_unichar_type (c)) {
+  switch (g_unichar_type (c))
+    {
     case G_UNICODE_LOWERCASE_LETTER:
     case G_UNICODE_UPPERCASE_LETTER:
     case G_UNICODE_TITLECASE_LETTER:
@@ -948,20 +807,21 @@ is_letter (gunichar c)
       return TRUE;
     default:
       return FALSE;
-  }
+    }
 }
 
 static gboolean
 is_number (gunichar c)
 {
-  switch (g_unichar_type (c)) {
+  switch (g_unichar_type (c))
+    {
     case G_UNICODE_DECIMAL_NUMBER:
     case G_UNICODE_LETTER_NUMBER:
     case G_UNICODE_OTHER_NUMBER:
       return TRUE;
     default:
       return FALSE;
-  }
+    }
 }
 
 /* Unicode's Case_Ignorable and Cased properties, close enough for the one rule that needs
@@ -969,7 +829,8 @@ is_number (gunichar c)
 static gboolean
 is_case_ignorable (gunichar c)
 {
-  switch (g_unichar_type (c)) {
+  switch (g_unichar_type (c))
+    {
     case G_UNICODE_NON_SPACING_MARK:
     case G_UNICODE_ENCLOSING_MARK:
     case G_UNICODE_FORMAT:
@@ -978,29 +839,45 @@ is_case_ignorable (gunichar c)
       return TRUE;
     default:
       break;
-  }
-  switch (c) {
-    case '\'': case '.': case ':': case 0x00B7: case 0x0387: case 0x055F: case 0x05F4:
-    case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13: case 0xFE52:
-    case 0xFE55: case 0xFF07: case 0xFF0E: case 0xFF1A:
+    }
+  switch (c)
+    {
+    case '\'':
+    case '.':
+    case ':':
+    case 0x00B7:
+    case 0x0387:
+    case 0x055F:
+    case 0x05F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
       return TRUE;
     default:
       return FALSE;
-  }
+    }
 }
 
 static gboolean
 is_cased (gunichar c)
 {
-  switch (g_unichar_type (c)) {
+  switch (g_unichar_type (c))
+    {
     case G_UNICODE_LOWERCASE_LETTER:
     case G_UNICODE_UPPERCASE_LETTER:
     case G_UNICODE_TITLECASE_LETTER:
       return TRUE;
     default:
-      return c == 0xAA || c == 0xBA || (c >= 0x2160 && c <= 0x217F)
-          || (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F189);
-  }
+      return c == 0xAA || c == 0xBA || (c >= 0x2160 && c <= 0x217F) || (c >= 0x24B6 && c <= 0x24E9)
+             || (c >= 0x1F130 && c <= 0x1F189);
+    }
 }
 
 /* Σ is ς when it ends a word: a cased letter before it and none after, ignoring
@@ -1028,21 +905,28 @@ lower_case (const gunichar *text, gsize n, gsize *n_out)
   gunichar *out = g_new (gunichar, 2 * n + 1);
   gsize len = 0;
 
-  for (gsize i = 0; i < n; i++) {
-    if (text[i] == 0x0130) {
-      out[len++] = 'i';
-      out[len++] = 0x0307;
-    } else if (text[i] == 0x03A3) {
-      out[len++] = sigma_is_final (text, n, i) ? 0x03C2 : 0x03C3;
-    } else if ((text[i] >= 0x2160 && text[i] <= 0x216F)
-               || (text[i] >= 0x24B6 && text[i] <= 0x24CF)) {
-      /* Roman numerals and circled letters have lower-case forms although they are not
-       * letters; g_unichar_tolower only maps letters. */
-      out[len++] = text[i] + (text[i] <= 0x216F ? 0x10 : 26);
-    } else {
-      out[len++] = g_unichar_tolower (text[i]);
+  for (gsize i = 0; i < n; i++)
+    {
+      if (text[i] == 0x0130)
+        {
+          out[len++] = 'i';
+          out[len++] = 0x0307;
+        }
+      else if (text[i] == 0x03A3)
+        {
+          out[len++] = sigma_is_final (text, n, i) ? 0x03C2 : 0x03C3;
+        }
+      else if ((text[i] >= 0x2160 && text[i] <= 0x216F) || (text[i] >= 0x24B6 && text[i] <= 0x24CF))
+        {
+          /* Roman numerals and circled letters have lower-case forms although they are not
+           * letters; g_unichar_tolower only maps letters. */
+          out[len++] = text[i] + (text[i] <= 0x216F ? 0x10 : 26);
+        }
+      else
+        {
+          out[len++] = g_unichar_tolower (text[i]);
+        }
     }
-  }
   *n_out = len;
   return out;
 }
@@ -1062,27 +946,29 @@ clean_text (const gchar *text, gsize *n_out)
   glong n_chars;
   gsize n = 0;
 
-  for (const gchar *p = valid; *p; p = g_utf8_next_char (p)) {
-    gunichar c = g_utf8_get_char (p);
+  for (const gchar *p = valid; *p; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
 
-    if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B))
-      c = '\'';
-    else if (c >= 0x201C && c <= 0x201F)
-      c = '"';
-    g_string_append_unichar (straight, c);
-  }
+      if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B))
+        c = '\'';
+      else if (c >= 0x201C && c <= 0x201F)
+        c = '"';
+      g_string_append_unichar (straight, c);
+    }
   composed = g_utf8_normalize (straight->str, straight->len, G_NORMALIZE_DEFAULT_COMPOSE);
   once = html_unescape (composed);
   twice = html_unescape (once);
 
   chars = g_utf8_to_ucs4_fast (twice, -1, &n_chars);
   collapsed = g_new (gunichar, n_chars + 1);
-  for (glong i = 0; i < n_chars; i++) {
-    if (!is_clip_space (chars[i]))
-      collapsed[n++] = chars[i];
-    else if (n > 0 && collapsed[n - 1] != ' ')
-      collapsed[n++] = ' ';
-  }
+  for (glong i = 0; i < n_chars; i++)
+    {
+      if (!is_clip_space (chars[i]))
+        collapsed[n++] = chars[i];
+      else if (n > 0 && collapsed[n - 1] != ' ')
+        collapsed[n++] = ' ';
+    }
   if (n > 0 && collapsed[n - 1] == ' ')
     n--;
 
@@ -1096,12 +982,13 @@ clean_text (const gchar *text, gsize *n_out)
 static gboolean
 matches_literal (const gunichar *text, gsize n, gsize at, const gchar *literal)
 {
-  for (; *literal; literal++, at++) {
-    if (at >= n)
-      return FALSE;
-    if (text[at] != (guchar) *literal && !(text[at] == 0x017F && *literal == 's'))
-      return FALSE;
-  }
+  for (; *literal; literal++, at++)
+    {
+      if (at >= n)
+        return FALSE;
+      if (text[at] != (guchar) *literal && !(text[at] == 0x017F && *literal == 's'))
+        return FALSE;
+    }
   return TRUE;
 }
 
@@ -1116,31 +1003,38 @@ match_piece (const gunichar *text, gsize n, gsize at, gboolean *special)
   gsize end = at + 1;
 
   *special = FALSE;
-  for (guint i = 0; i < G_N_ELEMENTS (special_tokens); i++) {
-    gsize len = strlen (special_tokens[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (special_tokens); i++)
+    {
+      gsize len = strlen (special_tokens[i]);
 
-    if (matches_literal (text, n, at, special_tokens[i])) {
-      /* Spelt with LONG S it is matched all the same, but then encoded as text. */
-      *special = TRUE;
-      for (gsize j = 0; j < len; j++)
-        *special &= text[at + j] == (guchar) special_tokens[i][j];
-      return len;
+      if (matches_literal (text, n, at, special_tokens[i]))
+        {
+          /* Spelt with LONG S it is matched all the same, but then encoded as text. */
+          *special = TRUE;
+          for (gsize j = 0; j < len; j++)
+            *special &= text[at + j] == (guchar) special_tokens[i][j];
+          return len;
+        }
     }
-  }
-  if (text[at] == '\'') {
-    for (guint i = 0; i < G_N_ELEMENTS (contractions); i++) {
-      if (matches_literal (text, n, at + 1, contractions[i]))
-        return 1 + strlen (contractions[i]);
+  if (text[at] == '\'')
+    {
+      for (guint i = 0; i < G_N_ELEMENTS (contractions); i++)
+        {
+          if (matches_literal (text, n, at + 1, contractions[i]))
+            return 1 + strlen (contractions[i]);
+        }
     }
-  }
-  if (is_letter (text[at])) {
-    while (end < n && is_letter (text[end]))
-      end++;
-  } else if (!is_number (text[at])) {
-    while (end < n && !is_clip_space (text[end]) && !is_letter (text[end])
-           && !is_number (text[end]))
-      end++;
-  }
+  if (is_letter (text[at]))
+    {
+      while (end < n && is_letter (text[end]))
+        end++;
+    }
+  else if (!is_number (text[at]))
+    {
+      while (end < n && !is_clip_space (text[end]) && !is_letter (text[end])
+             && !is_number (text[end]))
+        end++;
+    }
   return end - at;
 }
 
@@ -1159,29 +1053,35 @@ encode_word (UmgTokenizer *tok, const guint8 *bytes, gsize n_bytes)
   for (gsize i = 0; i < n_bytes; i++)
     symbols[i] = i + 1 < n_bytes ? tok->byte_id[bytes[i]] : tok->byte_end_id[bytes[i]];
 
-  while (n > 1) {
-    const MergeRule *best = NULL;
-    gsize kept = 0;
+  while (n > 1)
+    {
+      const MergeRule *best = NULL;
+      gsize kept = 0;
 
-    for (gsize i = 0; i + 1 < n; i++) {
-      gint64 key = pair_key (symbols[i], symbols[i + 1]);
-      const MergeRule *rule = g_hash_table_lookup (tok->rule_by_pair, &key);
+      for (gsize i = 0; i + 1 < n; i++)
+        {
+          gint64 key = pair_key (symbols[i], symbols[i + 1]);
+          const MergeRule *rule = g_hash_table_lookup (tok->rule_by_pair, &key);
 
-      if (rule != NULL && (best == NULL || rule->rank < best->rank))
-        best = rule;
+          if (rule != NULL && (best == NULL || rule->rank < best->rank))
+            best = rule;
+        }
+      if (best == NULL)
+        break;
+      for (gsize i = 0; i < n;)
+        {
+          if (i + 1 < n && pair_key (symbols[i], symbols[i + 1]) == best->pair)
+            {
+              symbols[kept++] = best->merged_id;
+              i += 2;
+            }
+          else
+            {
+              symbols[kept++] = symbols[i++];
+            }
+        }
+      n = kept;
     }
-    if (best == NULL)
-      break;
-    for (gsize i = 0; i < n;) {
-      if (i + 1 < n && pair_key (symbols[i], symbols[i + 1]) == best->pair) {
-        symbols[kept++] = best->merged_id;
-        i += 2;
-      } else {
-        symbols[kept++] = symbols[i++];
-      }
-    }
-    n = kept;
-  }
 
   word = g_malloc (sizeof (WordIds) + n * sizeof (gint32));
   word->n_ids = n;
@@ -1199,22 +1099,22 @@ append_piece (UmgTokenizer *tok, const gchar *piece, gsize len, gint32 *tokens, 
 
   g_mutex_lock (&tok->cache_lock);
   word = g_hash_table_lookup (tok->word_cache, piece);
-  if (word == NULL) {
-    WordIds *fresh = encode_word (tok, (const guint8 *) piece, len);
+  if (word == NULL)
+    {
+      WordIds *fresh = encode_word (tok, (const guint8 *) piece, len);
 
-    if (g_hash_table_size (tok->word_cache) >= WORD_CACHE_LIMIT)
-      g_hash_table_remove_all (tok->word_cache);
-    g_hash_table_insert (tok->word_cache, g_strndup (piece, len), fresh);
-    word = fresh;
-  }
+      if (g_hash_table_size (tok->word_cache) >= WORD_CACHE_LIMIT)
+        g_hash_table_remove_all (tok->word_cache);
+      g_hash_table_insert (tok->word_cache, g_strndup (piece, len), fresh);
+      word = fresh;
+    }
   for (guint i = 0; i < word->n_ids && *count < limit; i++)
     tokens[(*count)++] = word->ids[i];
   g_mutex_unlock (&tok->cache_lock);
 }
 
 gint
-umg_tokenizer_encode (UmgTokenizer *tok, const gchar *text, gint32 *tokens,
-                      gint context_length)
+umg_tokenizer_encode (UmgTokenizer *tok, const gchar *text, gint32 *tokens, gint context_length)
 {
   g_autofree gunichar *chars = NULL;
   g_autoptr (GString) piece = g_string_new (NULL);
@@ -1231,25 +1131,30 @@ umg_tokenizer_encode (UmgTokenizer *tok, const gchar *text, gint32 *tokens,
   tokens[count++] = tok->start_id;
 
   chars = clean_text (text, &n_chars);
-  for (gsize at = 0; at < n_chars && count < text_limit;) {
-    gboolean special;
-    gsize len;
+  for (gsize at = 0; at < n_chars && count < text_limit;)
+    {
+      gboolean special;
+      gsize len;
 
-    if (is_clip_space (chars[at])) {
-      at++;
-      continue;
+      if (is_clip_space (chars[at]))
+        {
+          at++;
+          continue;
+        }
+      len = match_piece (chars, n_chars, at, &special);
+      if (special)
+        {
+          tokens[count++] = chars[at + 2] == 'e' ? tok->end_id : tok->start_id;
+        }
+      else
+        {
+          g_string_truncate (piece, 0);
+          for (gsize i = at; i < at + len; i++)
+            g_string_append_unichar (piece, chars[i]);
+          append_piece (tok, piece->str, piece->len, tokens, &count, text_limit);
+        }
+      at += len;
     }
-    len = match_piece (chars, n_chars, at, &special);
-    if (special) {
-      tokens[count++] = chars[at + 2] == 'e' ? tok->end_id : tok->start_id;
-    } else {
-      g_string_truncate (piece, 0);
-      for (gsize i = at; i < at + len; i++)
-        g_string_append_unichar (piece, chars[i]);
-      append_piece (tok, piece->str, piece->len, tokens, &count, text_limit);
-    }
-    at += len;
-  }
   tokens[count++] = tok->end_id;
   return count;
 }

@@ -18,8 +18,8 @@ void umg_tokenizer_free (UmgTokenizer *tok);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgTokenizer, umg_tokenizer_free)
 
 guint umg_tokenizer_vocab_size (UmgTokenizer *tok);
-gint32 umg_tokenizer_start_id (UmgTokenizer *tok);   /* <|startoftext|> */
-gint32 umg_tokenizer_end_id (UmgTokenizer *tok);     /* <|endoftext|> */
+gint32 umg_tokenizer_start_id (UmgTokenizer *tok); /* <|startoftext|> */
+gint32 umg_tokenizer_end_id (UmgTokenizer *tok);   /* <|endoftext|> */
 
 /* Fills tokens[0..context_length) with the start id, the text's BPE ids, the end id, then
  * zeros; text that does not fit is cut so that the last kept id is the end id. Returns the

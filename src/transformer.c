@@ -29,17 +29,25 @@ umg_push_linear (UmgGraph *graph, UmgRef x, gint rows, gint k, UmgRef weight, Um
   op.src[1] = weight;
   op.src[2] = bias;
   op.dst = out;
-  op.p.mm = (UmgMatmulParams) {
-    .m = rows, .n = n, .k = k, .batch = 1,
-    .lda = k, .ldb = k, .ldc = n,
-    .trans_b = TRUE, .accumulate = accumulate, .act = act, .alpha = 1.0f,
+  op.p.mm = (UmgMatmulParams){
+    .m = rows,
+    .n = n,
+    .k = k,
+    .batch = 1,
+    .lda = k,
+    .ldb = k,
+    .ldc = n,
+    .trans_b = TRUE,
+    .accumulate = accumulate,
+    .act = act,
+    .alpha = 1.0f,
   };
   umg_graph_push (graph, &op);
 }
 
 void
-umg_push_layernorm (UmgGraph *graph, UmgRef x, gint rows, gint cols, gint src_stride,
-                    UmgRef weight, UmgRef bias, gfloat eps, UmgRef out, gint dst_stride)
+umg_push_layernorm (UmgGraph *graph, UmgRef x, gint rows, gint cols, gint src_stride, UmgRef weight,
+                    UmgRef bias, gfloat eps, UmgRef out, gint dst_stride)
 {
   UmgOp op = { .type = UMG_OP_LAYERNORM };
   op.src[0] = x;
@@ -72,11 +80,19 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
   logits_op.src[1] = logits == UMG_LOGITS_QK || logits == UMG_LOGITS_KK ? k : q;
   logits_op.src[2] = UMG_REF_NONE;
   logits_op.dst = scores;
-  logits_op.p.mm = (UmgMatmulParams) {
-    .m = len, .n = len, .k = head_dim, .batch = heads,
-    .lda = 3 * width, .ldb = 3 * width, .ldc = len,
-    .stride_a = head_dim, .stride_b = head_dim, .stride_c = (gint64) len * len,
-    .trans_b = TRUE, .alpha = 1.0f / sqrtf ((gfloat) head_dim),
+  logits_op.p.mm = (UmgMatmulParams){
+    .m = len,
+    .n = len,
+    .k = head_dim,
+    .batch = heads,
+    .lda = 3 * width,
+    .ldb = 3 * width,
+    .ldc = len,
+    .stride_a = head_dim,
+    .stride_b = head_dim,
+    .stride_c = (gint64) len * len,
+    .trans_b = TRUE,
+    .alpha = 1.0f / sqrtf ((gfloat) head_dim),
   };
   umg_graph_push (graph, &logits_op);
 
@@ -92,11 +108,20 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
   mix.src[1] = v;
   mix.src[2] = UMG_REF_NONE;
   mix.dst = umg_ref_offset (buffers->attended, first * width);
-  mix.p.mm = (UmgMatmulParams) {
-    .m = len, .n = head_dim, .k = len, .batch = heads,
-    .lda = len, .ldb = 3 * width, .ldc = width,
-    .stride_a = (gint64) len * len, .stride_b = head_dim, .stride_c = head_dim,
-    .trans_b = FALSE, .accumulate = accumulate, .alpha = 1.0f,
+  mix.p.mm = (UmgMatmulParams){
+    .m = len,
+    .n = head_dim,
+    .k = len,
+    .batch = heads,
+    .lda = len,
+    .ldb = 3 * width,
+    .ldc = width,
+    .stride_a = (gint64) len * len,
+    .stride_b = head_dim,
+    .stride_c = head_dim,
+    .trans_b = FALSE,
+    .accumulate = accumulate,
+    .alpha = 1.0f,
   };
   umg_graph_push (graph, &mix);
 }

@@ -10,13 +10,13 @@ G_BEGIN_DECLS
 /* Arena buffers one tower reuses in every layer. */
 typedef struct
 {
-  gint n_seq, seq_len;   /* sequences of seq_len tokens, stored one after the other */
-  UmgRef x;              /* [n_seq seq_len, width] residual stream */
-  UmgRef normed;         /* [n_seq seq_len, width] layer-norm output */
-  UmgRef qkv;            /* [n_seq seq_len, 3 width] */
-  UmgRef scores;         /* [n_seq, heads, seq_len, seq_len] */
-  UmgRef attended;       /* [n_seq seq_len, width] heads concatenated, before out_proj */
-  UmgRef hidden;         /* [n_seq seq_len, mlp] */
+  gint n_seq, seq_len; /* sequences of seq_len tokens, stored one after the other */
+  UmgRef x;            /* [n_seq seq_len, width] residual stream */
+  UmgRef normed;       /* [n_seq seq_len, width] layer-norm output */
+  UmgRef qkv;          /* [n_seq seq_len, 3 width] */
+  UmgRef scores;       /* [n_seq, heads, seq_len, seq_len] */
+  UmgRef attended;     /* [n_seq seq_len, width] heads concatenated, before out_proj */
+  UmgRef hidden;       /* [n_seq seq_len, mlp] */
 } UmgBlockBuffers;
 
 void umg_block_buffers_alloc (UmgGraph *graph, const UmgTower *tower, gint n_seq, gint seq_len,

@@ -11,26 +11,26 @@ GQuark umgclip_error_quark (void);
 
 typedef enum
 {
-  UMGCLIP_ERROR_FILE,        /* missing or unreadable file */
-  UMGCLIP_ERROR_FORMAT,      /* bad JSON, truncated or inconsistent safetensors */
-  UMGCLIP_ERROR_MODEL,       /* tensor missing or of the wrong shape, bad config value */
-  UMGCLIP_ERROR_ARGUMENT,    /* bad value passed by the caller */
-  UMGCLIP_ERROR_DEVICE,      /* no such device, device lost, out of device memory */
+  UMGCLIP_ERROR_FILE,     /* missing or unreadable file */
+  UMGCLIP_ERROR_FORMAT,   /* bad JSON, truncated or inconsistent safetensors */
+  UMGCLIP_ERROR_MODEL,    /* tensor missing or of the wrong shape, bad config value */
+  UMGCLIP_ERROR_ARGUMENT, /* bad value passed by the caller */
+  UMGCLIP_ERROR_DEVICE,   /* no such device, device lost, out of device memory */
 } UmgClipError;
 
 typedef enum
 {
-  UMGCLIP_DEVICE_AUTO,       /* a real GPU through Vulkan, else the CPU */
+  UMGCLIP_DEVICE_AUTO, /* a real GPU through Vulkan, else the CPU */
   UMGCLIP_DEVICE_CPU,
-  UMGCLIP_DEVICE_VULKAN,     /* any Vulkan device, lavapipe included */
+  UMGCLIP_DEVICE_VULKAN, /* any Vulkan device, lavapipe included */
 } UmgClipDeviceKind;
 
 typedef enum
 {
-  UMGCLIP_DENSE_NACLIP,      /* softmax(s K Kᵀ + Gaussian neighbourhood) */
-  UMGCLIP_DENSE_CLEARCLIP,   /* softmax(s Q Qᵀ) */
-  UMGCLIP_DENSE_SCLIP,       /* softmax(s Q Qᵀ) + softmax(s K Kᵀ) */
-  UMGCLIP_DENSE_MASKCLIP,    /* identity: each token keeps its own value */
+  UMGCLIP_DENSE_NACLIP,    /* softmax(s K Kᵀ + Gaussian neighbourhood) */
+  UMGCLIP_DENSE_CLEARCLIP, /* softmax(s Q Qᵀ) */
+  UMGCLIP_DENSE_SCLIP,     /* softmax(s Q Qᵀ) + softmax(s K Kᵀ) */
+  UMGCLIP_DENSE_MASKCLIP,  /* identity: each token keeps its own value */
 } UmgClipDenseMode;
 
 /* Parse "auto", "cpu", "vulkan" or "vulkan:N"; NULL or "" is auto. */
@@ -43,14 +43,14 @@ typedef struct _UmgClipContext UmgClipContext;
 
 typedef struct
 {
-  const gchar *layout;       /* "huggingface" or "openclip" */
-  const gchar *dtype;        /* storage type of the checkpoint: "f32", "f16", "bf16" */
-  gint embed_dim;            /* projection dimension shared by both towers */
+  const gchar *layout; /* "huggingface" or "openclip" */
+  const gchar *dtype;  /* storage type of the checkpoint: "f32", "f16", "bf16" */
+  gint embed_dim;      /* projection dimension shared by both towers */
   gint image_size, patch_size, vision_width, vision_layers, vision_heads;
   gint text_width, text_layers, text_heads, context_length, vocab_size;
   const gchar *vision_act, *text_act;
-  gfloat logit_scale;        /* exp() already applied */
-  const gchar *backend;      /* description of the backend in use */
+  gfloat logit_scale;   /* exp() already applied */
+  const gchar *backend; /* description of the backend in use */
 } UmgClipInfo;
 
 UmgClipContext *umgclip_context_new (const gchar *model_dir, UmgClipDeviceKind device,
@@ -72,16 +72,16 @@ gboolean umgclip_encode_text (UmgClipContext *ctx, const gchar *const *texts, gu
 typedef struct
 {
   UmgClipDenseMode dense_mode;
-  gfloat *embedding;         /* embed_dim, projected, not normalised */
-  gfloat *dense;             /* (height / patch) × (width / patch) × embed_dim, not normalised */
-  const gfloat *boxes;       /* n_boxes × (x, y, w, h) in input pixels */
+  gfloat *embedding;   /* embed_dim, projected, not normalised */
+  gfloat *dense;       /* (height / patch) × (width / patch) × embed_dim, not normalised */
+  const gfloat *boxes; /* n_boxes × (x, y, w, h) in input pixels */
   guint n_boxes;
-  gfloat *regions;           /* n_boxes × embed_dim, L2-normalised */
+  gfloat *regions; /* n_boxes × embed_dim, L2-normalised */
 } UmgClipImageRequest;
 
 /* pixels: [3, height, width] float32, already normalised with the model's mean and std. */
-gboolean umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width,
-                               gint height, UmgClipImageRequest *request, GError **error);
+gboolean umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gint height,
+                               UmgClipImageRequest *request, GError **error);
 
 /* Prepare an RGB8 image the way CLIP does: resize the shorter side to size (bicubic with
  * antialiasing), centre-crop to size × size, scale to [0, 1], normalise with the model's mean

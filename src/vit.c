@@ -7,13 +7,13 @@
 #include <math.h>
 
 static gdouble
-cubic_near (gdouble x, gdouble a)      /* |x| <= 1 */
+cubic_near (gdouble x, gdouble a) /* |x| <= 1 */
 {
   return ((a + 2) * x - (a + 3)) * x * x + 1;
 }
 
 static gdouble
-cubic_far (gdouble x, gdouble a)       /* 1 < |x| < 2 */
+cubic_far (gdouble x, gdouble a) /* 1 < |x| < 2 */
 {
   return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
 }
@@ -97,8 +97,7 @@ neighbourhood_bias (gint grid_h, gint grid_w)
 }
 
 void
-umg_vision_boxes_to_cells (const UmgModel *model, const gfloat *boxes, guint n_boxes,
-                           gfloat *cells)
+umg_vision_boxes_to_cells (const UmgModel *model, const gfloat *boxes, guint n_boxes, gfloat *cells)
 {
   const gfloat scale = 1.0f / model->vision.patch_size;
   for (guint i = 0; i < n_boxes; i++)
@@ -169,10 +168,10 @@ push_dense_branch (UmgGraph *graph, const UmgModel *model, const UmgVisionSpec *
   umg_push_linear (graph, mixed, tokens, width, umg_ref_weight (last->out_weight),
                    umg_ref_weight (last->out_bias), width, projected, UMG_ACT_NONE, FALSE);
   umg_push_layernorm (graph, umg_ref_offset (projected, width), patches, width, width,
-                      umg_ref_weight (vision->ln_post_weight), umg_ref_weight (vision->ln_post_bias),
-                      tower->eps, normed, width);
-  umg_push_linear (graph, normed, patches, width, umg_ref_weight (vision->projection),
-                   UMG_REF_NONE, model->embed_dim, dense, UMG_ACT_NONE, FALSE);
+                      umg_ref_weight (vision->ln_post_weight),
+                      umg_ref_weight (vision->ln_post_bias), tower->eps, normed, width);
+  umg_push_linear (graph, normed, patches, width, umg_ref_weight (vision->projection), UMG_REF_NONE,
+                   model->embed_dim, dense, UMG_ACT_NONE, FALSE);
   return dense;
 }
 
@@ -210,7 +209,7 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
   umg_block_buffers_alloc (graph, tower, 1, tokens, &buffers);
 
   /* patch embedding: a stride-p convolution as im2col + matrix product, into rows 1.. */
-  op = (UmgOp) { .type = UMG_OP_IM2COL };
+  op = (UmgOp){ .type = UMG_OP_IM2COL };
   op.src[0] = pixels;
   op.dst = columns;
   op.p.im2col.channels = 3;
@@ -223,7 +222,7 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
   umg_push_linear (graph, columns, patches, 3 * p * p, umg_ref_weight (vision->patch_weight),
                    UMG_REF_NONE, width, umg_ref_offset (buffers.x, width), UMG_ACT_NONE, FALSE);
 
-  op = (UmgOp) { .type = UMG_OP_COPY };
+  op = (UmgOp){ .type = UMG_OP_COPY };
   op.src[0] = umg_ref_weight (vision->class_embedding);
   op.dst = buffers.x;
   op.p.copy.rows = 1;
@@ -232,7 +231,7 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
   op.p.copy.dst_stride = width;
   umg_graph_push (graph, &op);
 
-  op = (UmgOp) { .type = UMG_OP_ADD };
+  op = (UmgOp){ .type = UMG_OP_ADD };
   op.src[0] = buffers.x;
   op.src[1] = umg_push_const_copy (graph, model, vision->position_embedding, tokens, width,
                                    umg_vision_position_embedding (model, grid_h, grid_w));
@@ -240,8 +239,9 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
   op.p.add.n = op.p.add.n_b = (gint64) tokens * width;
   umg_graph_push (graph, &op);
 
-  umg_push_layernorm (graph, buffers.x, tokens, width, width, umg_ref_weight (vision->ln_pre_weight),
-                      umg_ref_weight (vision->ln_pre_bias), tower->eps, buffers.x, width);
+  umg_push_layernorm (graph, buffers.x, tokens, width, width,
+                      umg_ref_weight (vision->ln_pre_weight), umg_ref_weight (vision->ln_pre_bias),
+                      tower->eps, buffers.x, width);
   for (gint l = 0; l < tower->layers; l++)
     umg_push_block (graph, tower, &tower->layer[l], &buffers, FALSE);
 
@@ -264,7 +264,7 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
           UmgRef boxes = umg_graph_alloc (graph, 4 * (gsize) spec->box_capacity);
           UmgRef regions = umg_graph_alloc (graph, (gsize) spec->box_capacity * embed);
           umg_graph_add_input (graph, boxes, 4 * (gsize) spec->box_capacity);
-          op = (UmgOp) { .type = UMG_OP_ROI_ALIGN };
+          op = (UmgOp){ .type = UMG_OP_ROI_ALIGN };
           op.src[0] = dense;
           op.src[1] = boxes;
           op.dst = regions;
@@ -275,7 +275,7 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
           op.p.roi.output_size = 7;
           op.p.roi.sampling = 2;
           umg_graph_push (graph, &op);
-          op = (UmgOp) { .type = UMG_OP_L2NORM };
+          op = (UmgOp){ .type = UMG_OP_L2NORM };
           op.src[0] = regions;
           op.dst = regions;
           op.p.l2.rows = spec->box_capacity;

@@ -9,10 +9,10 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  gint width, height;          /* input pixels */
-  gboolean dense;              /* also compute the dense map */
+  gint width, height; /* input pixels */
+  gboolean dense;     /* also compute the dense map */
   UmgClipDenseMode dense_mode;
-  gint box_capacity;           /* region slots (0: none); needs dense */
+  gint box_capacity; /* region slots (0: none); needs dense */
 } UmgVisionSpec;
 
 /* Graph inputs: 0 pixels [3, height, width]; 1 boxes [box_capacity, 4] as from

@@ -32,7 +32,7 @@ on_debug_message (VkDebugUtilsMessageSeverityFlagBitsEXT severity,
   /* Loader chatter (general warnings) is shown but does not fail a run; anything the
    * validation layer says, and any error, does. */
   gboolean counts = (types & VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT) != 0
-      || (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) != 0;
+                    || (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) != 0;
   const gchar *message = data->pMessage != NULL ? data->pMessage : "(no message)";
 
   g_printerr ("umgclip: Vulkan %s: %s\n", counts ? "validation" : "message", message);
@@ -91,13 +91,13 @@ has_validation_layer (void)
 static void
 fill_messenger_info (VkDebugUtilsMessengerCreateInfoEXT *info, UmgVkContext *ctx)
 {
-  *info = (VkDebugUtilsMessengerCreateInfoEXT) {
+  *info = (VkDebugUtilsMessengerCreateInfoEXT){
     .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
     .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT
-        | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
+                       | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
     .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT
-        | VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT
-        | VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
+                   | VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT
+                   | VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
     .pfnUserCallback = on_debug_message,
     .pUserData = ctx,
   };
@@ -136,7 +136,8 @@ create_instance (UmgVkContext *ctx, gboolean validation, GError **error)
         {
           g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
                        "UMGCLIP_VALIDATION=1 but the Vulkan layer %s is not installed "
-                       "(Debian: vulkan-validationlayers)", VALIDATION_LAYER);
+                       "(Debian: vulkan-validationlayers)",
+                       VALIDATION_LAYER);
           return FALSE;
         }
       fill_messenger_info (&messenger_info, ctx);
@@ -152,8 +153,9 @@ create_instance (UmgVkContext *ctx, gboolean validation, GError **error)
 
   if (validation)
     {
-      PFN_vkCreateDebugUtilsMessengerEXT create_messenger = (PFN_vkCreateDebugUtilsMessengerEXT)
-          vkGetInstanceProcAddr (ctx->instance, "vkCreateDebugUtilsMessengerEXT");
+      PFN_vkCreateDebugUtilsMessengerEXT create_messenger
+          = (PFN_vkCreateDebugUtilsMessengerEXT) vkGetInstanceProcAddr (
+              ctx->instance, "vkCreateDebugUtilsMessengerEXT");
       if (create_messenger == NULL)
         {
           g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
@@ -161,8 +163,7 @@ create_instance (UmgVkContext *ctx, gboolean validation, GError **error)
                        VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
           return FALSE;
         }
-      if (!umg_vk_check (create_messenger (ctx->instance, &messenger_info, NULL,
-                                           &ctx->messenger),
+      if (!umg_vk_check (create_messenger (ctx->instance, &messenger_info, NULL, &ctx->messenger),
                          "vkCreateDebugUtilsMessengerEXT", error))
         return FALSE;
     }
@@ -191,7 +192,7 @@ device_is_usable (VkPhysicalDevice physical_device)
 
   vkGetPhysicalDeviceProperties (physical_device, &properties);
   return properties.apiVersion >= VK_API_VERSION_1_1
-      && find_compute_queue_family (physical_device) >= 0;
+         && find_compute_queue_family (physical_device) >= 0;
 }
 
 static GPtrArray *
@@ -344,8 +345,8 @@ create_device (UmgVkContext *ctx, GError **error)
   if (!umg_vk_check (vkCreateCommandPool (ctx->device, &pool_info, NULL, &ctx->command_pool),
                      "vkCreateCommandPool", error))
     return FALSE;
-  return umg_vk_check (vkCreateFence (ctx->device, &fence_info, NULL, &ctx->fence),
-                       "vkCreateFence", error);
+  return umg_vk_check (vkCreateFence (ctx->device, &fence_info, NULL, &ctx->fence), "vkCreateFence",
+                       error);
 }
 
 static void
@@ -407,8 +408,8 @@ umg_vk_context_free (UmgVkContext *ctx)
     }
   if (ctx->messenger != VK_NULL_HANDLE)
     {
-      PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger =
-          (PFN_vkDestroyDebugUtilsMessengerEXT) vkGetInstanceProcAddr (
+      PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger
+          = (PFN_vkDestroyDebugUtilsMessengerEXT) vkGetInstanceProcAddr (
               ctx->instance, "vkDestroyDebugUtilsMessengerEXT");
       if (destroy_messenger != NULL)
         destroy_messenger (ctx->instance, ctx->messenger, NULL);
@@ -425,7 +426,7 @@ umg_vk_context_free (UmgVkContext *ctx)
 gboolean
 umg_vk_has_gpu (void)
 {
-  static gsize answer = 0;     /* 1: no GPU, 2: GPU */
+  static gsize answer = 0; /* 1: no GPU, 2: GPU */
 
   if (g_once_init_enter (&answer))
     {
@@ -477,7 +478,7 @@ umg_vk_buffer_init (UmgVkContext *ctx, UmgVkBuffer *buffer, VkDeviceSize size,
     /* a zero-sized buffer is invalid; empty graphs still get a valid binding */
     .size = MAX (size, 16),
     .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT
-        | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+             | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
     .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
   };
   VkMemoryRequirements requirements;
@@ -490,26 +491,26 @@ umg_vk_buffer_init (UmgVkContext *ctx, UmgVkBuffer *buffer, VkDeviceSize size,
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
                    "%s needs %" G_GUINT64_FORMAT " bytes, more than the device's largest "
-                   "allocation (%" G_GUINT64_FORMAT " bytes)", what,
-                   (guint64) buffer_info.size, (guint64) ctx->max_allocation_size);
+                   "allocation (%" G_GUINT64_FORMAT " bytes)",
+                   what, (guint64) buffer_info.size, (guint64) ctx->max_allocation_size);
       return FALSE;
     }
-  if (!umg_vk_check (vkCreateBuffer (ctx->device, &buffer_info, NULL, &buffer->buffer),
-                     what, error))
+  if (!umg_vk_check (vkCreateBuffer (ctx->device, &buffer_info, NULL, &buffer->buffer), what,
+                     error))
     return FALSE;
   vkGetBufferMemoryRequirements (ctx->device, buffer->buffer, &requirements);
   if (host_visible)
     type = find_memory_type (ctx, requirements.memoryTypeBits,
                              VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT
-                             | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                                 | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
                              VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
   else
     type = find_memory_type (ctx, requirements.memoryTypeBits, 0,
                              VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
   if (type < 0)
     {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
-                   "%s: no suitable Vulkan memory type", what);
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE, "%s: no suitable Vulkan memory type",
+                   what);
       umg_vk_buffer_clear (ctx, buffer);
       return FALSE;
     }
@@ -536,8 +537,9 @@ umg_vk_buffer_init (UmgVkContext *ctx, UmgVkBuffer *buffer, VkDeviceSize size,
       return FALSE;
     }
   if (host_visible
-      && !umg_vk_check (vkMapMemory (ctx->device, buffer->memory, 0, VK_WHOLE_SIZE, 0,
-                                     (void **) &buffer->mapped), what, error))
+      && !umg_vk_check (
+          vkMapMemory (ctx->device, buffer->memory, 0, VK_WHOLE_SIZE, 0, (void **) &buffer->mapped),
+          what, error))
     {
       umg_vk_buffer_clear (ctx, buffer);
       return FALSE;
@@ -551,7 +553,7 @@ umg_vk_buffer_clear (UmgVkContext *ctx, UmgVkBuffer *buffer)
   if (buffer->buffer != VK_NULL_HANDLE)
     vkDestroyBuffer (ctx->device, buffer->buffer, NULL);
   if (buffer->memory != VK_NULL_HANDLE)
-    vkFreeMemory (ctx->device, buffer->memory, NULL);  /* unmaps too */
+    vkFreeMemory (ctx->device, buffer->memory, NULL); /* unmaps too */
   memset (buffer, 0, sizeof *buffer);
 }
 
@@ -572,7 +574,7 @@ umg_vk_zero_buffer (UmgVkContext *ctx, UmgVkBuffer *buffer, GError **error)
     .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
     .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
     .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT
-        | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                     | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
   };
   VkSubmitInfo submit = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1 };
   VkCommandBuffer cmd = VK_NULL_HANDLE;
@@ -581,7 +583,7 @@ umg_vk_zero_buffer (UmgVkContext *ctx, UmgVkBuffer *buffer, GError **error)
   g_rec_mutex_lock (&ctx->lock);
   ok = umg_vk_check (vkAllocateCommandBuffers (ctx->device, &allocate_info, &cmd),
                      "vkAllocateCommandBuffers", error)
-      && umg_vk_check (vkBeginCommandBuffer (cmd, &begin), "vkBeginCommandBuffer", error);
+       && umg_vk_check (vkBeginCommandBuffer (cmd, &begin), "vkBeginCommandBuffer", error);
   if (ok)
     {
       vkCmdFillBuffer (cmd, buffer->buffer, 0, VK_WHOLE_SIZE, 0);
@@ -590,11 +592,11 @@ umg_vk_zero_buffer (UmgVkContext *ctx, UmgVkBuffer *buffer, GError **error)
                             0, 1, &barrier, 0, NULL, 0, NULL);
       submit.pCommandBuffers = &cmd;
       ok = umg_vk_check (vkEndCommandBuffer (cmd), "vkEndCommandBuffer", error)
-          && umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, ctx->fence), "vkQueueSubmit",
-                           error)
-          && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
-                           "vkWaitForFences", error)
-          && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error);
+           && umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, ctx->fence), "vkQueueSubmit",
+                            error)
+           && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
+                            "vkWaitForFences", error)
+           && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error);
     }
   if (cmd != VK_NULL_HANDLE)
     vkFreeCommandBuffers (ctx->device, ctx->command_pool, 1, &cmd);
@@ -651,7 +653,7 @@ umg_vk_uploader_reserve (UmgVkUploader *uploader, VkBuffer dst, VkDeviceSize dst
         return NULL;
       uploader->recording = TRUE;
     }
-  region = (VkBufferCopy) { .srcOffset = start, .dstOffset = dst_offset, .size = size };
+  region = (VkBufferCopy){ .srcOffset = start, .dstOffset = dst_offset, .size = size };
   vkCmdCopyBuffer (uploader->cmd, uploader->staging.buffer, dst, 1, &region);
   uploader->used = start + size;
   return uploader->staging.mapped + start;
@@ -678,8 +680,8 @@ umg_vk_uploader_flush (UmgVkUploader *uploader, GError **error)
   if (!uploader->recording)
     return TRUE;
   vkCmdPipelineBarrier (uploader->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                        0, 1, &barrier, 0, NULL, 0, NULL);
+                        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1,
+                        &barrier, 0, NULL, 0, NULL);
   uploader->recording = FALSE;
   uploader->used = 0;
   if (!umg_vk_check (vkEndCommandBuffer (uploader->cmd), "vkEndCommandBuffer", error))
@@ -687,10 +689,10 @@ umg_vk_uploader_flush (UmgVkUploader *uploader, GError **error)
 
   g_rec_mutex_lock (&ctx->lock);
   ok = umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, ctx->fence), "upload submit", error)
-      && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
-                       "upload wait", error)
-      && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error)
-      && umg_vk_check (vkResetCommandBuffer (uploader->cmd, 0), "vkResetCommandBuffer", error);
+       && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
+                        "upload wait", error)
+       && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error)
+       && umg_vk_check (vkResetCommandBuffer (uploader->cmd, 0), "vkResetCommandBuffer", error);
   g_rec_mutex_unlock (&ctx->lock);
   return ok;
 }
@@ -715,14 +717,13 @@ umg_vk_uploader_clear (UmgVkUploader *uploader)
 }
 
 static UmgVkPipeline *
-create_pipeline (UmgVkContext *ctx, const UmgVkShader *shader, const guint32 *spec,
-                 guint n_spec, GError **error)
+create_pipeline (UmgVkContext *ctx, const UmgVkShader *shader, const guint32 *spec, guint n_spec,
+                 GError **error)
 {
   g_autofree UmgVkPipeline *pipeline = g_new0 (UmgVkPipeline, 1);
-  g_autofree VkDescriptorSetLayoutBinding *bindings =
-      g_new0 (VkDescriptorSetLayoutBinding, MAX (shader->n_bindings, 1));
-  g_autofree VkSpecializationMapEntry *entries =
-      g_new0 (VkSpecializationMapEntry, MAX (n_spec, 1));
+  g_autofree VkDescriptorSetLayoutBinding *bindings
+      = g_new0 (VkDescriptorSetLayoutBinding, MAX (shader->n_bindings, 1));
+  g_autofree VkSpecializationMapEntry *entries = g_new0 (VkSpecializationMapEntry, MAX (n_spec, 1));
   VkShaderModuleCreateInfo module_info = {
     .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
     .codeSize = shader->code_size,
@@ -762,22 +763,23 @@ create_pipeline (UmgVkContext *ctx, const UmgVkShader *shader, const guint32 *sp
   g_autofree gchar *what = g_strdup_printf ("pipeline for shader %s", shader->name);
 
   for (guint i = 0; i < shader->n_bindings; i++)
-    bindings[i] = (VkDescriptorSetLayoutBinding) {
+    bindings[i] = (VkDescriptorSetLayoutBinding){
       .binding = i,
       .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
       .descriptorCount = 1,
       .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
     };
   for (guint i = 0; i < n_spec; i++)
-    entries[i] = (VkSpecializationMapEntry) { i, i * sizeof (guint32), sizeof (guint32) };
+    entries[i] = (VkSpecializationMapEntry){ i, i * sizeof (guint32), sizeof (guint32) };
   pipeline->n_bindings = shader->n_bindings;
   pipeline->push_constant_size = shader->push_constant_size;
 
   if (!umg_vk_check (vkCreateShaderModule (ctx->device, &module_info, NULL, &pipeline->module),
                      what, error))
     return NULL;
-  if (!umg_vk_check (vkCreateDescriptorSetLayout (ctx->device, &set_info, NULL,
-                                                  &pipeline->set_layout), what, error))
+  if (!umg_vk_check (
+          vkCreateDescriptorSetLayout (ctx->device, &set_info, NULL, &pipeline->set_layout), what,
+          error))
     {
       destroy_pipeline (ctx, pipeline);
       return NULL;
@@ -791,8 +793,9 @@ create_pipeline (UmgVkContext *ctx, const UmgVkShader *shader, const guint32 *sp
     }
   pipeline_info.stage.module = pipeline->module;
   pipeline_info.layout = pipeline->layout;
-  if (!umg_vk_check (vkCreateComputePipelines (ctx->device, VK_NULL_HANDLE, 1, &pipeline_info,
-                                               NULL, &pipeline->pipeline), what, error))
+  if (!umg_vk_check (vkCreateComputePipelines (ctx->device, VK_NULL_HANDLE, 1, &pipeline_info, NULL,
+                                               &pipeline->pipeline),
+                     what, error))
     {
       destroy_pipeline (ctx, pipeline);
       return NULL;

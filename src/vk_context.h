@@ -13,7 +13,7 @@ typedef struct
   VkBuffer buffer;
   VkDeviceMemory memory;
   VkDeviceSize size;
-  guint8 *mapped;               /* host-visible buffers only, else NULL */
+  guint8 *mapped; /* host-visible buffers only, else NULL */
 } UmgVkBuffer;
 
 /* A compiled shader as glslangValidator emits it, with what its pipeline layout needs. */
@@ -21,9 +21,9 @@ typedef struct
 {
   const gchar *name;
   const uint32_t *code;
-  gsize code_size;              /* bytes */
-  guint n_bindings;             /* storage buffers at set 0, bindings 0 .. n_bindings - 1 */
-  guint push_constant_size;     /* bytes */
+  gsize code_size;          /* bytes */
+  guint n_bindings;         /* storage buffers at set 0, bindings 0 .. n_bindings - 1 */
+  guint push_constant_size; /* bytes */
 } UmgVkShader;
 
 typedef struct
@@ -48,8 +48,8 @@ typedef struct
   VkQueue queue;
   guint32 queue_family;
   VkCommandPool command_pool;
-  VkFence fence;                /* for one-shot submissions */
-  gboolean has_16bit_storage;   /* storageBuffer16BitAccess enabled */
+  VkFence fence;              /* for one-shot submissions */
+  gboolean has_16bit_storage; /* storageBuffer16BitAccess enabled */
 
   /* Validation messages arrive on any thread; the first one is kept for the next error. */
   GMutex message_lock;
@@ -58,13 +58,12 @@ typedef struct
 
   /* Guards the queue, the command pool and the pipeline cache. */
   GRecMutex lock;
-  GHashTable *pipelines;        /* key string -> UmgVkPipeline */
+  GHashTable *pipelines; /* key string -> UmgVkPipeline */
 } UmgVkContext;
 
 /* See umg_backend_vulkan_new() for device selection. With UMGCLIP_VALIDATION=1 in the
  * environment the Khronos validation layer is required and every message is counted. */
-UmgVkContext *umg_vk_context_new (gint device_index, gboolean allow_cpu_device,
-                                  GError **error);
+UmgVkContext *umg_vk_context_new (gint device_index, gboolean allow_cpu_device, GError **error);
 void umg_vk_context_free (UmgVkContext *ctx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgVkContext, umg_vk_context_free)
 

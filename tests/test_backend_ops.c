@@ -13,16 +13,16 @@
 /* Weights shared by every case, uploaded once to both backends. Matrices named rowsxcols. */
 typedef enum
 {
-  W_768x100,            /* B [k 768, n 100] */
+  W_768x100, /* B [k 768, n 100] */
   W_BIAS_100,
-  W_768x33,             /* B^T [n 768, k 33] */
+  W_768x33, /* B^T [n 768, k 33] */
   W_BIAS_768,
-  W_33x100_F16,         /* B^T [n 33, k 100] */
+  W_33x100_F16, /* B^T [n 33, k 100] */
   W_BIAS_33,
-  W_768x3072_F16,       /* B [k 768, n 3072] */
+  W_768x3072_F16, /* B [k 768, n 3072] */
   W_BIAS_3072,
-  W_768x768_F16,        /* B^T [768, 768] */
-  W_3072x768,           /* B^T [n 3072, k 768] */
+  W_768x768_F16, /* B^T [768, 768] */
+  W_3072x768,    /* B^T [n 3072, k 768] */
   W_GAMMA_768,
   W_BETA_768,
   W_TABLE_1000x100,
@@ -81,7 +81,7 @@ make_weights (void)
           else
             ((gfloat *) data)[i] = value;
         }
-      weights[w] = (UmgTensor) {
+      weights[w] = (UmgTensor){
         .name = g_strdup (weight_specs[w].name),
         .dtype = weight_specs[w].dtype,
         .n_dims = weight_specs[w].rows > 0 ? 2 : 1,
@@ -99,7 +99,7 @@ make_weights (void)
 typedef struct
 {
   UmgGraph *graph;
-  GPtrArray *inputs;    /* gfloat * (or gint32 *), one per graph input */
+  GPtrArray *inputs; /* gfloat * (or gint32 *), one per graph input */
 } Case;
 
 static Case *
@@ -155,9 +155,14 @@ case_const (Case *c, gsize n, gfloat low, gfloat high)
 
   for (gsize i = 0; i < n; i++)
     data[i] = uniform (low, high);
-  *tensor = (UmgTensor) {
-    .name = g_strdup ("test constant"), .dtype = UMG_DTYPE_F32, .n_dims = 1, .shape = { n },
-    .n_elements = n, .data = data, .owned = data,
+  *tensor = (UmgTensor){
+    .name = g_strdup ("test constant"),
+    .dtype = UMG_DTYPE_F32,
+    .n_dims = 1,
+    .shape = { n },
+    .n_elements = n,
+    .data = data,
+    .owned = data,
   };
   return umg_graph_add_const (c->graph, tensor);
 }
@@ -240,14 +245,14 @@ typedef struct
 {
   gint m, n, k, batch;
   gboolean trans_b;
-  gint weight;          /* WeightId for B, or -1: B from the arena */
-  gint bias;            /* WeightId, or -1 */
+  gint weight; /* WeightId for B, or -1: B from the arena */
+  gint bias;   /* WeightId, or -1 */
   UmgActivation act;
   gboolean accumulate;
   gfloat alpha;
-  gint pad;             /* extra elements between rows (lda, ldb, ldc) and batches */
-  gboolean shared_b;    /* stride_b 0: every batch uses the same B */
-  gboolean b_const;     /* B as a graph constant */
+  gint pad;          /* extra elements between rows (lda, ldb, ldc) and batches */
+  gboolean shared_b; /* stride_b 0: every batch uses the same B */
+  gboolean b_const;  /* B as a graph constant */
 } MatmulCase;
 
 static const gchar *act_names[] = { "none", "quick_gelu", "gelu" };
@@ -262,10 +267,16 @@ check_matmul (const MatmulCase *mc)
   g_autofree gchar *sizes = NULL;
   gsize c_elements;
 
-  *mm = (UmgMatmulParams) {
-    .m = mc->m, .n = mc->n, .k = mc->k, .batch = mc->batch,
-    .lda = mc->k + mc->pad, .ldc = mc->n + mc->pad,
-    .trans_b = mc->trans_b, .accumulate = mc->accumulate, .act = mc->act,
+  *mm = (UmgMatmulParams){
+    .m = mc->m,
+    .n = mc->n,
+    .k = mc->k,
+    .batch = mc->batch,
+    .lda = mc->k + mc->pad,
+    .ldc = mc->n + mc->pad,
+    .trans_b = mc->trans_b,
+    .accumulate = mc->accumulate,
+    .act = mc->act,
     .alpha = mc->alpha,
   };
   mm->stride_a = (gint64) mc->m * mm->lda + mc->pad;
@@ -285,8 +296,7 @@ check_matmul (const MatmulCase *mc)
       if (mc->b_const)
         op.src[1] = case_const (c, b_rows * mm->ldb + mm->stride_b * (mc->batch - 1), -1, 1);
       else
-        op.src[1] = case_input (c, b_rows * mm->ldb + mm->stride_b * (mc->batch - 1), -1, 1,
-                                NULL);
+        op.src[1] = case_input (c, b_rows * mm->ldb + mm->stride_b * (mc->batch - 1), -1, 1, NULL);
     }
   op.src[2] = mc->bias >= 0 ? umg_ref_weight (mc->bias) : UMG_REF_NONE;
   /* C is an input too: padding must match and accumulate needs a start value */
@@ -298,7 +308,8 @@ check_matmul (const MatmulCase *mc)
   sizes = g_strdup_printf ("%dx%dx%d b%d%s %s%s%s act=%s%s a=%.2g%s", mc->m, mc->n, mc->k,
                            mc->batch, mc->trans_b ? " B^T" : "",
                            mc->weight < 0 ? (mc->b_const ? "B=const" : "B=arena")
-                           : weight_specs[mc->weight].dtype == UMG_DTYPE_F16 ? "B=f16" : "B=f32",
+                           : weight_specs[mc->weight].dtype == UMG_DTYPE_F16 ? "B=f16"
+                                                                             : "B=f32",
                            mc->shared_b ? " shared" : "", mc->bias >= 0 ? " bias" : "",
                            act_names[mc->act], mc->accumulate ? " acc" : "", mc->alpha,
                            mc->pad ? " padded" : "");
@@ -311,14 +322,14 @@ test_matmul (void)
   /* m, n, k, batch, trans_b, B weight, bias, act, accumulate, alpha, pad, shared B, B const */
   static const MatmulCase cases[] = {
     { 197, 100, 768, 1, FALSE, W_768x100, W_BIAS_100, UMG_ACT_NONE, FALSE, 1.0f, 0, FALSE, FALSE },
-    { 77, 768, 33, 1, TRUE, W_768x33, W_BIAS_768, UMG_ACT_QUICK_GELU, FALSE,
-      1.0f, 0, FALSE, FALSE },
+    { 77, 768, 33, 1, TRUE, W_768x33, W_BIAS_768, UMG_ACT_QUICK_GELU, FALSE, 1.0f, 0, FALSE,
+      FALSE },
     { 50, 33, 100, 1, TRUE, W_33x100_F16, W_BIAS_33, UMG_ACT_GELU, FALSE, 1.0f, 0, FALSE, FALSE },
-    { 17, 3072, 768, 1, FALSE, W_768x3072_F16, W_BIAS_3072, UMG_ACT_GELU, FALSE,
-      1.0f, 0, FALSE, FALSE },
+    { 17, 3072, 768, 1, FALSE, W_768x3072_F16, W_BIAS_3072, UMG_ACT_GELU, FALSE, 1.0f, 0, FALSE,
+      FALSE },
     { 197, 768, 768, 1, TRUE, W_768x768_F16, -1, UMG_ACT_NONE, TRUE, 1.0f, 0, FALSE, FALSE },
-    { 50, 3072, 768, 1, TRUE, W_3072x768, W_BIAS_3072, UMG_ACT_QUICK_GELU, FALSE,
-      1.0f, 0, FALSE, FALSE },
+    { 50, 3072, 768, 1, TRUE, W_3072x768, W_BIAS_3072, UMG_ACT_QUICK_GELU, FALSE, 1.0f, 0, FALSE,
+      FALSE },
     { 17, 33, 50, 1, FALSE, -1, W_BIAS_33, UMG_ACT_GELU, TRUE, 0.5f, 0, FALSE, FALSE },
     { 50, 33, 7, 3, FALSE, -1, -1, UMG_ACT_NONE, FALSE, 0.37f, 5, FALSE, FALSE },
     { 50, 33, 7, 3, TRUE, -1, -1, UMG_ACT_QUICK_GELU, TRUE, -1.5f, 3, FALSE, FALSE },
@@ -353,11 +364,19 @@ check_attention (gint tokens, gint width, gint heads, gboolean causal)
   qk.src[1] = umg_ref_offset (qkv, width);
   qk.src[2] = UMG_REF_NONE;
   qk.dst = scores;
-  qk.p.mm = (UmgMatmulParams) {
-    .m = tokens, .n = tokens, .k = head_dim, .batch = heads,
-    .lda = 3 * width, .ldb = 3 * width, .ldc = tokens,
-    .stride_a = head_dim, .stride_b = head_dim, .stride_c = (gint64) tokens * tokens,
-    .trans_b = TRUE, .alpha = 1.0f / sqrtf ((gfloat) head_dim),
+  qk.p.mm = (UmgMatmulParams){
+    .m = tokens,
+    .n = tokens,
+    .k = head_dim,
+    .batch = heads,
+    .lda = 3 * width,
+    .ldb = 3 * width,
+    .ldc = tokens,
+    .stride_a = head_dim,
+    .stride_b = head_dim,
+    .stride_c = (gint64) tokens * tokens,
+    .trans_b = TRUE,
+    .alpha = 1.0f / sqrtf ((gfloat) head_dim),
   };
   softmax.src[0] = UMG_REF_NONE;
   softmax.dst = scores;
@@ -369,10 +388,17 @@ check_attention (gint tokens, gint width, gint heads, gboolean causal)
   av.src[1] = umg_ref_offset (qkv, 2 * width);
   av.src[2] = UMG_REF_NONE;
   av.dst = out;
-  av.p.mm = (UmgMatmulParams) {
-    .m = tokens, .n = head_dim, .k = tokens, .batch = heads,
-    .lda = tokens, .ldb = 3 * width, .ldc = width,
-    .stride_a = (gint64) tokens * tokens, .stride_b = head_dim, .stride_c = head_dim,
+  av.p.mm = (UmgMatmulParams){
+    .m = tokens,
+    .n = head_dim,
+    .k = tokens,
+    .batch = heads,
+    .lda = tokens,
+    .ldb = 3 * width,
+    .ldc = width,
+    .stride_a = (gint64) tokens * tokens,
+    .stride_b = head_dim,
+    .stride_c = head_dim,
     .alpha = 1.0f,
   };
   umg_graph_push (c->graph, &qk);
@@ -380,8 +406,8 @@ check_attention (gint tokens, gint width, gint heads, gboolean causal)
   umg_graph_push (c->graph, &av);
   umg_graph_add_output (c->graph, out, (gsize) tokens * width);
 
-  sizes = g_strdup_printf ("T%d D%d %d heads, QKV slices lda %d%s", tokens, width, heads,
-                           3 * width, causal ? ", causal" : "");
+  sizes = g_strdup_printf ("T%d D%d %d heads, QKV slices lda %d%s", tokens, width, heads, 3 * width,
+                           causal ? ", causal" : "");
   case_check (c, "attention", sizes, TOLERANCE_F32);
 }
 
@@ -409,30 +435,38 @@ test_dependencies (void)
   for (guint i = 0; i < 3; i++)
     {
       projections[i] = umg_graph_alloc (c->graph, 50 * 768);
-      op = (UmgOp) { .type = UMG_OP_MATMUL };
+      op = (UmgOp){ .type = UMG_OP_MATMUL };
       op.src[0] = x;
       op.src[1] = umg_ref_weight (W_768x33);
       op.src[2] = i == 1 ? umg_ref_weight (W_BIAS_768) : UMG_REF_NONE;
       op.dst = projections[i];
-      op.p.mm = (UmgMatmulParams) {
-        .m = 50, .n = 768, .k = 33, .batch = 1, .lda = 33, .ldb = 33, .ldc = 768,
-        .trans_b = TRUE, .act = i == 2 ? UMG_ACT_GELU : UMG_ACT_NONE, .alpha = 1.0f,
+      op.p.mm = (UmgMatmulParams){
+        .m = 50,
+        .n = 768,
+        .k = 33,
+        .batch = 1,
+        .lda = 33,
+        .ldb = 33,
+        .ldc = 768,
+        .trans_b = TRUE,
+        .act = i == 2 ? UMG_ACT_GELU : UMG_ACT_NONE,
+        .alpha = 1.0f,
       };
       umg_graph_push (c->graph, &op);
     }
-  op = (UmgOp) { .type = UMG_OP_ADD };
+  op = (UmgOp){ .type = UMG_OP_ADD };
   op.src[0] = projections[0];
   op.src[1] = projections[1];
   op.dst = projections[0];
   op.p.add.n = 50 * 768;
   op.p.add.n_b = 50 * 768;
   umg_graph_push (c->graph, &op);
-  op = (UmgOp) { .type = UMG_OP_COPY };
+  op = (UmgOp){ .type = UMG_OP_COPY };
   op.src[0] = umg_ref_offset (projections[2], 100);
   op.dst = x;
-  op.p.copy = (__typeof__ (op.p.copy)) { 50, 33, 768, 33 };
+  op.p.copy = (__typeof__ (op.p.copy)){ 50, 33, 768, 33 };
   umg_graph_push (c->graph, &op);
-  op = (UmgOp) { .type = UMG_OP_L2NORM };
+  op = (UmgOp){ .type = UMG_OP_L2NORM };
   op.src[0] = x;
   op.dst = x;
   op.p.l2.rows = 50;
@@ -470,8 +504,7 @@ check_layernorm (gint rows, gint cols, gint src_pad, gint dst_pad, gboolean in_p
       op.src[1] = case_const (c, cols, 0.5f, 1.5f);
       op.src[2] = case_const (c, cols, -0.5f, 0.5f);
     }
-  op.dst = in_place ? op.src[0]
-      : case_input (c, (gsize) rows * op.p.ln.dst_stride, 0, 0, NULL);
+  op.dst = in_place ? op.src[0] : case_input (c, (gsize) rows * op.p.ln.dst_stride, 0, 0, NULL);
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, (gsize) rows * op.p.ln.dst_stride);
   sizes = g_strdup_printf ("%dx%d strides %d/%d%s%s mean %g", rows, cols, op.p.ln.src_stride,
@@ -492,8 +525,7 @@ test_layernorm (void)
 }
 
 static void
-check_softmax (gint batch, gint rows, gint cols, gboolean with_bias, gboolean causal,
-               gfloat range)
+check_softmax (gint batch, gint rows, gint cols, gboolean with_bias, gboolean causal, gfloat range)
 {
   g_autoptr (Case) c = case_new ();
   UmgOp op = { .type = UMG_OP_SOFTMAX };
@@ -508,8 +540,8 @@ check_softmax (gint batch, gint rows, gint cols, gboolean with_bias, gboolean ca
   op.dst = case_input (c, n, -range, range, NULL);
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, n);
-  sizes = g_strdup_printf ("%dx%dx%d%s%s range +-%g", batch, rows, cols,
-                           with_bias ? " bias" : "", causal ? " causal" : "", range);
+  sizes = g_strdup_printf ("%dx%dx%d%s%s range +-%g", batch, rows, cols, with_bias ? " bias" : "",
+                           causal ? " causal" : "", range);
   case_check (c, "softmax", sizes, TOLERANCE_F32);
 }
 
@@ -539,8 +571,8 @@ check_gather (gint rows, gint cols, WeightId table, gint column_offset)
   op.dst = umg_graph_alloc (c->graph, (gsize) rows * cols);
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, (gsize) rows * cols);
-  sizes = g_strdup_printf ("%d ids x %d cols from %s +%d", rows, cols,
-                           weight_specs[table].name, column_offset);
+  sizes = g_strdup_printf ("%d ids x %d cols from %s +%d", rows, cols, weight_specs[table].name,
+                           column_offset);
   case_check (c, "gather", sizes, TOLERANCE_F32);
 }
 
@@ -561,7 +593,7 @@ check_im2col (gint channels, gint height, gint width, gint patch)
   gsize n_out;
   g_autofree gchar *sizes = NULL;
 
-  op.p.im2col = (__typeof__ (op.p.im2col)) {
+  op.p.im2col = (__typeof__ (op.p.im2col)){
     channels, height, width, patch, height / patch, width / patch,
   };
   n_out = (gsize) (height / patch) * (width / patch) * channels * patch * patch;
@@ -617,7 +649,7 @@ check_copy (gint rows, gint cols, gint src_stride, gint dst_stride)
   gsize dst_n = (gsize) rows * dst_stride;
   g_autofree gchar *sizes = NULL;
 
-  op.p.copy = (__typeof__ (op.p.copy)) { rows, cols, src_stride, dst_stride };
+  op.p.copy = (__typeof__ (op.p.copy)){ rows, cols, src_stride, dst_stride };
   op.src[0] = case_input (c, (gsize) rows * src_stride, -1, 1, NULL);
   op.dst = case_input (c, dst_n, -1, 1, NULL);
   umg_graph_push (c->graph, &op);
@@ -641,12 +673,9 @@ check_roi_align (gint grid_h, gint grid_w, gint cols, gint output_size, gint sam
   /* cells, before the -0.5 shift: inside, partly outside on every side, fully outside,
    * degenerate, the whole map */
   static const gfloat boxes[][4] = {
-    { 1.0f, 2.0f, 5.5f, 6.25f },
-    { -3.0f, -2.0f, 4.0f, 3.0f },
-    { 4.0f, 3.0f, 40.0f, 30.0f },
-    { -10.0f, -10.0f, -5.0f, -4.0f },
-    { 2.0f, 2.0f, 2.0f, 2.0f },
-    { 0.0f, 0.0f, 1000.0f, 1000.0f },
+    { 1.0f, 2.0f, 5.5f, 6.25f },  { -3.0f, -2.0f, 4.0f, 3.0f },
+    { 4.0f, 3.0f, 40.0f, 30.0f }, { -10.0f, -10.0f, -5.0f, -4.0f },
+    { 2.0f, 2.0f, 2.0f, 2.0f },   { 0.0f, 0.0f, 1000.0f, 1000.0f },
     { 0.3f, 6.7f, 1.1f, 7.9f },
   };
   gsize n_boxes = G_N_ELEMENTS (boxes);
@@ -660,7 +689,7 @@ check_roi_align (gint grid_h, gint grid_w, gint cols, gint output_size, gint sam
       shifted[b * 4 + j] = MIN (boxes[b][j], j % 2 == 0 ? grid_w : grid_h) - 0.5f;
   shifted[5 * 4 + 2] = grid_w - 0.5f;
   shifted[5 * 4 + 3] = grid_h - 0.5f;
-  op.p.roi = (__typeof__ (op.p.roi)) { grid_h, grid_w, cols, n_boxes, output_size, sampling };
+  op.p.roi = (__typeof__ (op.p.roi)){ grid_h, grid_w, cols, n_boxes, output_size, sampling };
   op.src[0] = case_input (c, (gsize) grid_h * grid_w * cols, -1, 1, NULL);
   op.src[1] = case_input (c, n_boxes * 4, 0, 0, shifted);
   op.dst = umg_graph_alloc (c->graph, n_boxes * cols);
@@ -737,8 +766,15 @@ test_activations (void)
       op.src[1] = case_input (c, 1, 0, 0, &one);
       op.src[2] = UMG_REF_NONE;
       op.dst = umg_graph_alloc (c->graph, n);
-      op.p.mm = (UmgMatmulParams) {
-        .m = n, .n = 1, .k = 1, .batch = 1, .lda = 1, .ldb = 1, .ldc = 1, .act = act,
+      op.p.mm = (UmgMatmulParams){
+        .m = n,
+        .n = 1,
+        .k = 1,
+        .batch = 1,
+        .lda = 1,
+        .ldb = 1,
+        .ldc = 1,
+        .act = act,
         .alpha = 1.0f,
       };
       umg_graph_push (c->graph, &op);
@@ -749,7 +785,7 @@ test_activations (void)
         {
           gdouble v = x[i];
           gdouble want = act == UMG_ACT_GELU ? 0.5 * v * erfc (-v / sqrt (2.0))
-              : v / (1.0 + exp (-1.702 * v));
+                                             : v / (1.0 + exp (-1.702 * v));
           gdouble absolute = fabs (got[i] - want);
           worst_absolute = MAX (worst_absolute, absolute);
           if (v > 0.0 && want > 1e-3)
@@ -758,11 +794,11 @@ test_activations (void)
             worst_negative = MAX (worst_negative, absolute / -want);
         }
       g_print ("  %-10s x in [-10, 10] vs double libm: max rel err %.2e (x > 0), "
-               "%.2e (x < 0, |y| > 1e-3); max abs err %.2e\n", act_names[act], worst_positive,
-               worst_negative, worst_absolute);
+               "%.2e (x < 0, |y| > 1e-3); max abs err %.2e\n",
+               act_names[act], worst_positive, worst_negative, worst_absolute);
       g_assert_cmpfloat (worst_positive, <, 1e-6);
       g_assert_cmpfloat (worst_negative, <, 5e-6);
-      g_assert_cmpfloat (worst_absolute, <, 2e-6);   /* 2 ulp at |y| = 10 */
+      g_assert_cmpfloat (worst_absolute, <, 2e-6); /* 2 ulp at |y| = 10 */
       /* and against the CPU backend's erff / expf on the same points */
       case_check (c, act_names[act], "4001 points in [-10, 10]", 1e-6);
     }
@@ -800,9 +836,17 @@ small_matmul_case (void)
   op.src[1] = umg_ref_weight (W_768x33);
   op.src[2] = umg_ref_weight (W_BIAS_768);
   op.dst = umg_graph_alloc (c->graph, 77 * 768);
-  op.p.mm = (UmgMatmulParams) {
-    .m = 77, .n = 768, .k = 33, .batch = 1, .lda = 33, .ldb = 33, .ldc = 768,
-    .trans_b = TRUE, .act = UMG_ACT_GELU, .alpha = 1.0f,
+  op.p.mm = (UmgMatmulParams){
+    .m = 77,
+    .n = 768,
+    .k = 33,
+    .batch = 1,
+    .lda = 33,
+    .ldb = 33,
+    .ldc = 768,
+    .trans_b = TRUE,
+    .act = UMG_ACT_GELU,
+    .alpha = 1.0f,
   };
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, 77 * 768);
@@ -835,8 +879,8 @@ run_plan (UmgPlan *plan, Case *c, gfloat *out)
   g_autoptr (GError) error = NULL;
   void *outputs[1] = { out };
 
-  g_assert_true (vulkan->klass->run (vulkan, plan, (const void *const *) c->inputs->pdata,
-                                     outputs, &error));
+  g_assert_true (
+      vulkan->klass->run (vulkan, plan, (const void *const *) c->inputs->pdata, outputs, &error));
   g_assert_no_error (error);
 }
 
@@ -938,8 +982,8 @@ time_runs (UmgBackend *backend, Case *c, gint runs, gfloat *out)
 
   g_assert_no_error (error);
   /* the first run pays for lazy work (pipelines, page faults) */
-  g_assert_true (backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata,
-                                      outputs, &error));
+  g_assert_true (
+      backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata, outputs, &error));
   start = g_get_monotonic_time ();
   for (gint i = 0; i < runs; i++)
     g_assert_true (backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata,
@@ -961,17 +1005,26 @@ test_matmul_speed (void)
   op.src[1] = umg_ref_weight (W_3072x768);
   op.src[2] = umg_ref_weight (W_BIAS_3072);
   op.dst = umg_graph_alloc (c->graph, (gsize) m * n);
-  op.p.mm = (UmgMatmulParams) {
-    .m = m, .n = n, .k = k, .batch = 1, .lda = k, .ldb = k, .ldc = n, .trans_b = TRUE,
-    .act = UMG_ACT_QUICK_GELU, .alpha = 1.0f,
+  op.p.mm = (UmgMatmulParams){
+    .m = m,
+    .n = n,
+    .k = k,
+    .batch = 1,
+    .lda = k,
+    .ldb = k,
+    .ldc = n,
+    .trans_b = TRUE,
+    .act = UMG_ACT_QUICK_GELU,
+    .alpha = 1.0f,
   };
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, (gsize) m * n);
   vulkan_s = time_runs (vulkan, c, 3, out);
   cpu_s = time_runs (cpu, c, 3, out);
   g_print ("  matmul %dx%dx%d (B^T f32, bias, quick_gelu): %s %.1f GFLOP/s (%.1f ms), "
-           "%s %.1f GFLOP/s (%.1f ms)\n", m, n, k, vulkan->description, flops / vulkan_s / 1e9,
-           vulkan_s * 1e3, cpu->description, flops / cpu_s / 1e9, cpu_s * 1e3);
+           "%s %.1f GFLOP/s (%.1f ms)\n",
+           m, n, k, vulkan->description, flops / vulkan_s / 1e9, vulkan_s * 1e3, cpu->description,
+           flops / cpu_s / 1e9, cpu_s * 1e3);
 }
 
 int

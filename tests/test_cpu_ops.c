@@ -56,8 +56,12 @@ plan_error (UmgBackend *backend, const UmgGraph *graph)
 static UmgTensor
 weight_f32 (const gchar *name, const gfloat *values, gsize n)
 {
-  UmgTensor tensor = { .name = g_strdup (name), .dtype = UMG_DTYPE_F32, .n_dims = 1,
-                       .shape = { n }, .n_elements = n, .data = values };
+  UmgTensor tensor = { .name = g_strdup (name),
+                       .dtype = UMG_DTYPE_F32,
+                       .n_dims = 1,
+                       .shape = { n },
+                       .n_elements = n,
+                       .data = values };
   return tensor;
 }
 
@@ -65,8 +69,13 @@ static UmgTensor
 weight_f16 (const gchar *name, const gfloat *values, gsize n)
 {
   guint16 *halves = g_new (guint16, n);
-  UmgTensor tensor = { .name = g_strdup (name), .dtype = UMG_DTYPE_F16, .n_dims = 1,
-                       .shape = { n }, .n_elements = n, .data = halves, .owned = halves };
+  UmgTensor tensor = { .name = g_strdup (name),
+                       .dtype = UMG_DTYPE_F16,
+                       .n_dims = 1,
+                       .shape = { n },
+                       .n_elements = n,
+                       .data = halves,
+                       .owned = halves };
 
   for (gsize i = 0; i < n; i++)
     halves[i] = umg_float_to_half (values[i]);
@@ -109,8 +118,15 @@ matmul_op (UmgRef a, UmgRef b, UmgRef bias, UmgRef c, gint m, gint n, gint k)
 {
   UmgOp op = { .type = UMG_OP_MATMUL, .src = { a, b, bias }, .dst = c };
 
-  op.p.mm = (UmgMatmulParams) { .m = m, .n = n, .k = k, .batch = 1, .lda = k, .ldb = n,
-                                .ldc = n, .alpha = 1.0f, .act = UMG_ACT_NONE };
+  op.p.mm = (UmgMatmulParams){ .m = m,
+                               .n = n,
+                               .k = k,
+                               .batch = 1,
+                               .lda = k,
+                               .ldb = n,
+                               .ldc = n,
+                               .alpha = 1.0f,
+                               .act = UMG_ACT_NONE };
   return op;
 }
 
@@ -118,7 +134,7 @@ static void
 assert_close (const gfloat *got, const gdouble *expected, gsize n, gdouble tolerance)
 {
   for (gsize i = 0; i < n; i++)
-    if (!(fabs (got[i] - expected[i]) <= tolerance))   /* NaN fails too */
+    if (!(fabs (got[i] - expected[i]) <= tolerance)) /* NaN fails too */
       g_error ("element %" G_GSIZE_FORMAT ": got %.8g, expected %.8g", i, got[i], expected[i]);
 }
 
@@ -149,8 +165,7 @@ fill_random (GRand *rand, gfloat *values, gsize n)
  *   A0 = [1 2 3; 4 5 6]     B0 = [1 0; 0 1; 1 1]      A0*B0 = [4 5; 10 11]
  *   A1 = [-1 3 2; .5 1 -2]  B1 = [2 1; 0 -1; 1 .5]    A1*B1 = [0 -3; -1 -1.5] */
 static const gfloat batched_a[20] = {
-  1, 2, 3, 99, 4, 5, 6, 99, 99, 99,
-  -1, 3, 2, 99, 0.5f, 1, -2, 99, 99, 99,
+  1, 2, 3, 99, 4, 5, 6, 99, 99, 99, -1, 3, 2, 99, 0.5f, 1, -2, 99, 99, 99,
 };
 static const gdouble batched_expected[2][2][3] = {
   { { 0.5 * 4 + 1, 0.5 * 5 - 1, 0 }, { 0.5 * 10 + 1, 0.5 * 11 - 1, 0 } },
@@ -162,13 +177,11 @@ check_batched_matmul (gboolean trans_b, gboolean naive)
 {
   /* B as [k, n] rows 3 apart (one padding column), batches 9 apart; F16 storage. */
   static const gfloat b_plain[18] = {
-    1, 0, 7, 0, 1, 7, 1, 1, 7,
-    2, 1, 7, 0, -1, 7, 1, 0.5f, 7,
+    1, 0, 7, 0, 1, 7, 1, 1, 7, 2, 1, 7, 0, -1, 7, 1, 0.5f, 7,
   };
   /* B transposed, [n, k] rows 4 apart, batches 8 apart; F32 storage. */
   static const gfloat b_transposed[16] = {
-    1, 0, 1, 7, 0, 1, 1, 7,
-    2, 0, 1, 7, 1, -1, 0.5f, 7,
+    1, 0, 1, 7, 0, 1, 1, 7, 2, 0, 1, 7, 1, -1, 0.5f, 7,
   };
   static const gfloat bias[2] = { 1, -1 };
   UmgTensor weights[2] = {
@@ -179,8 +192,8 @@ check_batched_matmul (gboolean trans_b, gboolean naive)
   g_autoptr (UmgGraph) graph = umg_graph_new ();
   UmgRef a = add_input (graph, 20);
   UmgRef c = add_output (graph, 16);
-  UmgOp op = matmul_op (a, umg_ref_weight (trans_b ? 1 : 0), add_const (graph, bias, 2), c,
-                        2, 2, 3);
+  UmgOp op
+      = matmul_op (a, umg_ref_weight (trans_b ? 1 : 0), add_const (graph, bias, 2), c, 2, 2, 3);
   gfloat c_values[16];
 
   op.p.mm.batch = 2;
@@ -193,7 +206,7 @@ check_batched_matmul (gboolean trans_b, gboolean naive)
   op.p.mm.stride_c = 8;
   op.p.mm.alpha = 0.5f;
   umg_graph_push (graph, &op);
-  run_graph (backend, graph, (const void *[]) { batched_a }, (void *[]) { c_values });
+  run_graph (backend, graph, (const void *[]){ batched_a }, (void *[]){ c_values });
 
   for (gint batch = 0; batch < 2; batch++)
     {
@@ -223,10 +236,16 @@ test_matmul_activation (void)
   static const gfloat one = 1.0f;
   /* torch.nn.functional.gelu and x * sigmoid(1.702 x), in double */
   static const gdouble gelu[4] = {
-    0.841344746068543, -0.15426876936299344, 1.9544997361036416, -0.00404969409489031,
+    0.841344746068543,
+    -0.15426876936299344,
+    1.9544997361036416,
+    -0.00404969409489031,
   };
   static const gdouble quick_gelu[4] = {
-    0.8457957659328212, -0.1496115633936199, 1.9356586231442083, -0.01807130970778597,
+    0.8457957659328212,
+    -0.1496115633936199,
+    1.9356586231442083,
+    -0.01807130970778597,
   };
 
   for (gint naive = 0; naive < 2; naive++)
@@ -241,7 +260,7 @@ test_matmul_activation (void)
 
         op.p.mm.act = use_gelu ? UMG_ACT_GELU : UMG_ACT_QUICK_GELU;
         umg_graph_push (graph, &op);
-        run_graph (backend, graph, (const void *[]) { x }, (void *[]) { out });
+        run_graph (backend, graph, (const void *[]){ x }, (void *[]){ out });
         assert_close (out, use_gelu ? gelu : quick_gelu, 4, 1e-6);
         umg_backend_free (backend);
       }
@@ -281,9 +300,10 @@ test_matmul_accumulate (void)
         op.p.mm.act = activated ? UMG_ACT_QUICK_GELU : UMG_ACT_NONE;
         umg_graph_push (graph, &op);
         for (gint i = 0; i < 4; i++)
-          expected[i] = c_start[i]
-              + (activated ? reference_quick_gelu (pre_activation[i]) : pre_activation[i]);
-        run_graph (backend, graph, (const void *[]) { a_values, c_start }, (void *[]) { out });
+          expected[i]
+              = c_start[i]
+                + (activated ? reference_quick_gelu (pre_activation[i]) : pre_activation[i]);
+        run_graph (backend, graph, (const void *[]){ a_values, c_start }, (void *[]){ out });
         assert_close (out, expected, 4, 1e-6);
         umg_backend_free (backend);
         umg_tensor_clear (&weight);
@@ -314,7 +334,7 @@ check_blas_against_naive (const MatmulCase *test_case, GRand *rand)
   const MatmulCase *t = test_case;
   gsize a_elements = span (t->batch, t->stride_a, t->m, t->lda, t->k);
   gsize b_elements = t->trans_b ? span (t->batch, t->stride_b, t->n, t->ldb, t->k)
-      : span (t->batch, t->stride_b, t->k, t->ldb, t->n);
+                                : span (t->batch, t->stride_b, t->k, t->ldb, t->n);
   gsize c_elements = span (t->batch, t->stride_c, t->m, t->ldc, t->n);
   g_autofree gfloat *a = g_new (gfloat, a_elements);
   g_autofree gfloat *b = g_new (gfloat, b_elements);
@@ -338,10 +358,21 @@ check_blas_against_naive (const MatmulCase *test_case, GRand *rand)
   umg_graph_add_output (graph, c_ref, c_elements);
   if (t->bias)
     op.src[2] = add_const (graph, bias, t->n);
-  op.p.mm = (UmgMatmulParams) {
-    .m = t->m, .n = t->n, .k = t->k, .batch = t->batch, .lda = t->lda, .ldb = t->ldb,
-    .ldc = t->ldc, .stride_a = t->stride_a, .stride_b = t->stride_b, .stride_c = t->stride_c,
-    .trans_b = t->trans_b, .accumulate = t->accumulate, .act = t->act, .alpha = t->alpha,
+  op.p.mm = (UmgMatmulParams){
+    .m = t->m,
+    .n = t->n,
+    .k = t->k,
+    .batch = t->batch,
+    .lda = t->lda,
+    .ldb = t->ldb,
+    .ldc = t->ldc,
+    .stride_a = t->stride_a,
+    .stride_b = t->stride_b,
+    .stride_c = t->stride_c,
+    .trans_b = t->trans_b,
+    .accumulate = t->accumulate,
+    .act = t->act,
+    .alpha = t->alpha,
   };
   umg_graph_push (graph, &op);
 
@@ -349,7 +380,7 @@ check_blas_against_naive (const MatmulCase *test_case, GRand *rand)
     {
       UmgBackend *backend = new_backend (naive, &weight, 1);
       const void *inputs[3] = { a, t->b_is_weight ? c_start : b, c_start };
-      run_graph (backend, graph, inputs, (void *[]) { naive ? c_naive : c_blas });
+      run_graph (backend, graph, inputs, (void *[]){ naive ? c_naive : c_blas });
       umg_backend_free (backend);
     }
   error = relative_error (c_blas, c_naive, c_elements);
@@ -365,18 +396,17 @@ static void
 test_matmul_blas_vs_naive (void)
 {
   static const MatmulCase cases[] = {
-    { "projection 197x768 * (64x768)^T + bias", 197, 64, 768, 1, 768, 768, 64, 0, 0, 0,
-      TRUE, FALSE, TRUE, FALSE, UMG_ACT_NONE, 1.0f, TRUE },
-    { "attention scores: 3 heads of 197x64 * (197x64)^T in rows of 192", 197, 197, 64, 3,
-      192, 192, 197, 64, 64, 197 * 197, TRUE, FALSE, FALSE, FALSE, UMG_ACT_NONE, 0.125f,
-      FALSE },
-    { "text MLP 77x512 * f16 512x2048 + bias, gelu", 77, 2048, 512, 1, 512, 2048, 2048, 0,
-      0, 0, FALSE, FALSE, TRUE, TRUE, UMG_ACT_GELU, 1.0f, TRUE },
-    { "3 batches of 50x50 * 50x64, odd strides, accumulate quick_gelu", 50, 64, 50, 3, 53,
-      67, 70, 50 * 53 + 5, 50 * 67 + 3, 50 * 70 + 1, FALSE, TRUE, FALSE, FALSE,
-      UMG_ACT_QUICK_GELU, 0.7f, TRUE },
-    { "residual 197x64 * (768x64)^T accumulate + bias", 197, 768, 64, 1, 64, 64, 768, 0, 0,
-      0, TRUE, TRUE, TRUE, FALSE, UMG_ACT_NONE, 1.0f, TRUE },
+    { "projection 197x768 * (64x768)^T + bias", 197, 64, 768, 1, 768, 768, 64, 0, 0, 0, TRUE, FALSE,
+      TRUE, FALSE, UMG_ACT_NONE, 1.0f, TRUE },
+    { "attention scores: 3 heads of 197x64 * (197x64)^T in rows of 192", 197, 197, 64, 3, 192, 192,
+      197, 64, 64, 197 * 197, TRUE, FALSE, FALSE, FALSE, UMG_ACT_NONE, 0.125f, FALSE },
+    { "text MLP 77x512 * f16 512x2048 + bias, gelu", 77, 2048, 512, 1, 512, 2048, 2048, 0, 0, 0,
+      FALSE, FALSE, TRUE, TRUE, UMG_ACT_GELU, 1.0f, TRUE },
+    { "3 batches of 50x50 * 50x64, odd strides, accumulate quick_gelu", 50, 64, 50, 3, 53, 67, 70,
+      50 * 53 + 5, 50 * 67 + 3, 50 * 70 + 1, FALSE, TRUE, FALSE, FALSE, UMG_ACT_QUICK_GELU, 0.7f,
+      TRUE },
+    { "residual 197x64 * (768x64)^T accumulate + bias", 197, 768, 64, 1, 64, 64, 768, 0, 0, 0, TRUE,
+      TRUE, TRUE, FALSE, UMG_ACT_NONE, 1.0f, TRUE },
   };
   g_autoptr (GRand) rand = g_rand_new_with_seed (1234);
 
@@ -398,7 +428,8 @@ test_layernorm (void)
   g_autoptr (UmgGraph) graph = umg_graph_new ();
   UmgRef in = add_input (graph, 10);
   UmgRef out = add_output (graph, 12);
-  UmgOp op = { .type = UMG_OP_LAYERNORM, .dst = out,
+  UmgOp op = { .type = UMG_OP_LAYERNORM,
+               .dst = out,
                .src = { in, add_const (graph, gamma, 4), add_const (graph, beta, 4) } };
   gfloat result[12];
   gdouble expected[12] = { 0 };
@@ -415,7 +446,7 @@ test_layernorm (void)
       expected[c] = (x[c] - 2.5) / sqrt (1.25 + eps) * gamma[c] + beta[c];
       expected[6 + c] = x[5 + c] / sqrt (2.0 + eps) * gamma[c] + beta[c];
     }
-  run_graph (backend, graph, (const void *[]) { x }, (void *[]) { result });
+  run_graph (backend, graph, (const void *[]){ x }, (void *[]){ result });
   assert_close (result, expected, 12, 1e-5);
   /* x - mean of [1 2 3 4] scaled by 1/sqrt(1.25): -1.3416408 for the first element */
   g_assert_cmpfloat_with_epsilon (result[0], -1.3416408 + 0.0, 1e-4);
@@ -432,8 +463,7 @@ test_softmax (void)
   /* batch 0: a plain row, a row that only makes sense stabilised, a row driven by the bias;
    * batch 1 repeats them. */
   static const gfloat x[18] = {
-    1, 2, 3, 1000, 1001, 1002, 0, 0, 0,
-    1, 2, 3, 1000, 1001, 1002, 0, 0, 0,
+    1, 2, 3, 1000, 1001, 1002, 0, 0, 0, 1, 2, 3, 1000, 1001, 1002, 0, 0, 0,
   };
   static const gfloat bias[9] = { 0, 0, 0, 0, 0, 0, 1, 2, 3 };
 
@@ -442,7 +472,8 @@ test_softmax (void)
       UmgBackend *backend = new_backend (FALSE, NULL, 0);
       g_autoptr (UmgGraph) graph = umg_graph_new ();
       UmgRef values = add_input (graph, 18);
-      UmgOp op = { .type = UMG_OP_SOFTMAX, .dst = values,
+      UmgOp op = { .type = UMG_OP_SOFTMAX,
+                   .dst = values,
                    .src = { add_const (graph, bias, 9), UMG_REF_NONE, UMG_REF_NONE } };
       gfloat out[18];
 
@@ -452,7 +483,7 @@ test_softmax (void)
       op.p.softmax.cols = 3;
       op.p.softmax.causal = causal;
       umg_graph_push (graph, &op);
-      run_graph (backend, graph, (const void *[]) { x }, (void *[]) { out });
+      run_graph (backend, graph, (const void *[]){ x }, (void *[]){ out });
       for (gint batch = 0; batch < 2; batch++)
         {
           const gfloat *rows = out + batch * 9;
@@ -486,8 +517,7 @@ test_l2norm (void)
   UmgRef x_in = add_input (graph, 6);
   UmgRef x_out = add_output (graph, 6);
   UmgRef y_in = add_input (graph, 6);
-  UmgOp op = { .type = UMG_OP_L2NORM, .src = { x_in, UMG_REF_NONE, UMG_REF_NONE },
-               .dst = x_out };
+  UmgOp op = { .type = UMG_OP_L2NORM, .src = { x_in, UMG_REF_NONE, UMG_REF_NONE }, .dst = x_out };
   gfloat x_result[6], y_result[6];
 
   op.p.l2.rows = 2;
@@ -498,7 +528,7 @@ test_l2norm (void)
   op.dst = y_in;
   umg_graph_add_output (graph, y_in, 6);
   umg_graph_push (graph, &op);
-  run_graph (backend, graph, (const void *[]) { x, y }, (void *[]) { x_result, y_result });
+  run_graph (backend, graph, (const void *[]){ x, y }, (void *[]){ x_result, y_result });
   /* rows of 3: [3 4 0] -> [.6 .8 0]; the zero row stays zero instead of NaN */
   assert_close (x_result, expected_x, 6, 1e-7);
   assert_close (y_result, expected_y, 6, 1e-7);
@@ -520,8 +550,8 @@ test_gather (void)
   g_autoptr (UmgGraph) bad_graph = umg_graph_new ();
   UmgRef id_ref = add_input (graph, 4);
   UmgRef out = add_output (graph, 12);
-  UmgOp op = { .type = UMG_OP_GATHER, .src = { umg_ref_weight (0), id_ref, UMG_REF_NONE },
-               .dst = out };
+  UmgOp op
+      = { .type = UMG_OP_GATHER, .src = { umg_ref_weight (0), id_ref, UMG_REF_NONE }, .dst = out };
   gfloat result[12];
   gdouble expected[12];
   g_autoptr (GError) error = NULL;
@@ -539,7 +569,7 @@ test_gather (void)
   for (gint r = 0; r < 4; r++)
     for (gint c = 0; c < 3; c++)
       expected[r * 3 + c] = 10 * ids[r] + c + 0.5;
-  run_graph (backend, graph, (const void *[]) { ids }, (void *[]) { result });
+  run_graph (backend, graph, (const void *[]){ ids }, (void *[]){ result });
   assert_close (result, expected, 12, 0.0);
 
   /* an id past the table's 5 rows fails the run, naming the op */
@@ -550,8 +580,8 @@ test_gather (void)
   umg_graph_push (bad_graph, &op);
   plan = backend->klass->plan (backend, bad_graph, &error);
   g_assert_no_error (error);
-  g_assert_false (backend->klass->run (backend, plan, (const void *[]) { bad_ids },
-                                       (void *[]) { result }, &error));
+  g_assert_false (backend->klass->run (backend, plan, (const void *[]){ bad_ids },
+                                       (void *[]){ result }, &error));
   g_assert_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "gather"));
   g_assert_nonnull (strstr (error->message, "id 5"));
@@ -585,7 +615,7 @@ test_im2col (void)
   op.p.im2col.grid_h = 2;
   op.p.im2col.grid_w = 3;
   umg_graph_push (graph, &op);
-  run_graph (backend, graph, (const void *[]) { image }, (void *[]) { patches });
+  run_graph (backend, graph, (const void *[]){ image }, (void *[]){ patches });
 
   /* patch 4 is grid cell (1, 1): pixels y 2..3, x 2..3 */
   for (gint i = 0; i < 8; i++)
@@ -617,8 +647,8 @@ test_add_copy (void)
   UmgRef rows_ref = add_input (graph, 8);
   UmgRef copy_ref = add_output (graph, 10);
   UmgOp add = { .type = UMG_OP_ADD, .src = { a_ref, b_ref, UMG_REF_NONE }, .dst = sum_ref };
-  UmgOp copy = { .type = UMG_OP_COPY, .src = { rows_ref, UMG_REF_NONE, UMG_REF_NONE },
-                 .dst = copy_ref };
+  UmgOp copy
+      = { .type = UMG_OP_COPY, .src = { rows_ref, UMG_REF_NONE, UMG_REF_NONE }, .dst = copy_ref };
   gfloat sum_result[6], in_place_result[6], copy_result[10];
 
   add.p.add.n = 6;
@@ -634,8 +664,8 @@ test_add_copy (void)
   copy.p.copy.src_stride = 4;
   copy.p.copy.dst_stride = 5;
   umg_graph_push (graph, &copy);
-  run_graph (backend, graph, (const void *[]) { a, rows },
-             (void *[]) { sum_result, copy_result, in_place_result });
+  run_graph (backend, graph, (const void *[]){ a, rows },
+             (void *[]){ sum_result, copy_result, in_place_result });
   assert_close (sum_result, sum, 6, 0.0);
   assert_close (in_place_result, twice, 6, 0.0);
   assert_close (copy_result, copied, 10, 0.0);
@@ -651,27 +681,40 @@ test_roi_align (void)
 {
   static const gfloat boxes_one_bin[12] = {
     /* inside: samples x 0.75, 1.75; y 0.625, 1.375 */
-    0.25f, 0.25f, 2.25f, 1.75f,
+    0.25f,
+    0.25f,
+    2.25f,
+    1.75f,
     /* past the corner: samples x 4 (on the edge: clamped to 3), 6 (> 4: zero); y 2 and 3
      * (on the edge: clamped to 2) -- (2, 3) in 2 of 4 samples */
-    3.0f, 1.5f, 7.0f, 3.5f,
+    3.0f,
+    1.5f,
+    7.0f,
+    3.5f,
     /* in the last column: samples x 3.25, 3.75 (clamped to 3); y 0.25, 0.75 */
-    3.0f, 0.0f, 4.0f, 1.0f,
+    3.0f,
+    0.0f,
+    4.0f,
+    1.0f,
   };
   static const gfloat box_four_bins[4] = {
     /* 2 x 2 bins of one sample: x -3 (< -1: zero), -1 (on the edge: clamped to 0); y 0.5, 1.5 */
-    -4.0f, 0.0f, 0.0f, 2.0f,
+    -4.0f,
+    0.0f,
+    0.0f,
+    2.0f,
   };
   static const gdouble expected_one_bin[6] = {
     /* channel 0: 10 * mean y + mean x + 1; channel 1: mean of r^2 at y (0.625 and
      * 1 + 0.375 * 3) + mean of c^2 at x (0.75 and 1 + 0.75 * 3) */
-    10 * 1.0 + 1.25 + 1, (0.625 + 2.125) / 2 + (0.75 + 3.25) / 2,
+    10 * 1.0 + 1.25 + 1,    (0.625 + 2.125) / 2 + (0.75 + 3.25) / 2,
     (10 * 2 + 3 + 1) / 2.0, (4 + 9) / 2.0,
-    10 * 0.5 + 3 + 1, (0.25 + 0.75) / 2 + 9,
+    10 * 0.5 + 3 + 1,       (0.25 + 0.75) / 2 + 9,
   };
   static const gdouble expected_four_bins[2] = {
     /* bins at x = 0 and y 0.5, 1.5: channel 0 = 6, 16; channel 1 = 0.5, 2.5; two zero bins */
-    (6 + 16) / 4.0, (0.5 + 2.5) / 4.0,
+    (6 + 16) / 4.0,
+    (0.5 + 2.5) / 4.0,
   };
   gfloat map[24];
   gfloat one_bin[6], four_bins[2];
@@ -680,7 +723,8 @@ test_roi_align (void)
   UmgRef map_ref = add_input (graph, 24);
   UmgRef boxes_ref = add_input (graph, 12);
   UmgRef box_ref = add_input (graph, 4);
-  UmgOp op = { .type = UMG_OP_ROI_ALIGN, .src = { map_ref, boxes_ref, UMG_REF_NONE },
+  UmgOp op = { .type = UMG_OP_ROI_ALIGN,
+               .src = { map_ref, boxes_ref, UMG_REF_NONE },
                .dst = add_output (graph, 6) };
 
   for (gint r = 0; r < 3; r++)
@@ -702,8 +746,8 @@ test_roi_align (void)
   op.p.roi.output_size = 2;
   op.p.roi.sampling = 1;
   umg_graph_push (graph, &op);
-  run_graph (backend, graph, (const void *[]) { map, boxes_one_bin, box_four_bins },
-             (void *[]) { one_bin, four_bins });
+  run_graph (backend, graph, (const void *[]){ map, boxes_one_bin, box_four_bins },
+             (void *[]){ one_bin, four_bins });
   assert_close (one_bin, expected_one_bin, 6, 1e-5);
   assert_close (four_bins, expected_four_bins, 2, 1e-5);
   umg_backend_free (backend);
@@ -754,8 +798,7 @@ test_validation (void)
     /* layernorm rows running past the end of the arena */
     g_autoptr (UmgGraph) graph = umg_graph_new ();
     UmgRef x = umg_graph_alloc (graph, 16);
-    UmgOp ln = { .type = UMG_OP_LAYERNORM, .src = { x, UMG_REF_NONE, UMG_REF_NONE },
-                 .dst = x };
+    UmgOp ln = { .type = UMG_OP_LAYERNORM, .src = { x, UMG_REF_NONE, UMG_REF_NONE }, .dst = x };
     g_autofree gchar *message = NULL;
 
     ln.p.ln.rows = 3;
@@ -772,7 +815,8 @@ test_validation (void)
     /* writing into a weight */
     g_autoptr (UmgGraph) graph = umg_graph_new ();
     UmgRef x = umg_graph_alloc (graph, 4);
-    UmgOp copy = { .type = UMG_OP_COPY, .src = { x, UMG_REF_NONE, UMG_REF_NONE },
+    UmgOp copy = { .type = UMG_OP_COPY,
+                   .src = { x, UMG_REF_NONE, UMG_REF_NONE },
                    .dst = umg_ref_weight (0) };
     g_autofree gchar *message = NULL;
 
@@ -788,7 +832,8 @@ test_validation (void)
     /* an out-of-range constant index on a softmax bias */
     g_autoptr (UmgGraph) graph = umg_graph_new ();
     UmgRef x = umg_graph_alloc (graph, 4);
-    UmgOp softmax = { .type = UMG_OP_SOFTMAX, .dst = x,
+    UmgOp softmax = { .type = UMG_OP_SOFTMAX,
+                      .dst = x,
                       .src = { { UMG_STORAGE_CONST, 2, 0 }, UMG_REF_NONE, UMG_REF_NONE } };
     g_autofree gchar *message = NULL;
 

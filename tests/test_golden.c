@@ -59,8 +59,9 @@ run_case (UmgClipContext *ctx, const gchar *model, const gchar *dir, JsonObject 
   load_array (dir, json_object_get_string_member (spec, "expected"), &expected);
   got = g_new0 (gfloat, expected.n_elements);
   what = g_strdup_printf ("%s %s %s %dx%d", model, kind,
-                          g_strcmp0 (kind, "dense") == 0 || g_strcmp0 (kind, "regions") == 0
-                            ? mode : "", width, height);
+                          g_strcmp0 (kind, "dense") == 0 || g_strcmp0 (kind, "regions") == 0 ? mode
+                                                                                             : "",
+                          width, height);
 
   if (g_strcmp0 (kind, "text") == 0)
     {
@@ -103,7 +104,8 @@ run_case (UmgClipContext *ctx, const gchar *model, const gchar *dir, JsonObject 
       gfloat *coords = g_new (gfloat, 4 * json_array_get_length (boxes));
       for (guint b = 0; b < json_array_get_length (boxes); b++)
         for (guint c = 0; c < 4; c++)
-          coords[4 * b + c] = json_array_get_double_element (json_array_get_array_element (boxes, b), c);
+          coords[4 * b + c]
+              = json_array_get_double_element (json_array_get_array_element (boxes, b), c);
       request.boxes = coords;
       request.n_boxes = json_array_get_length (boxes);
       request.regions = got;

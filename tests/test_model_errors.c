@@ -27,8 +27,8 @@ copy_file (const gchar *from_dir, const gchar *to_dir, const gchar *name)
 static void
 fixture_set_up (Fixture *fixture, gconstpointer data)
 {
-  static const gchar *const files[] = { "config.json", "model.safetensors", "vocab.json",
-                                        "merges.txt" };
+  static const gchar *const files[]
+      = { "config.json", "model.safetensors", "vocab.json", "merges.txt" };
   g_autoptr (GError) error = NULL;
   fixture->dir = g_dir_make_tmp ("umgclip-model-XXXXXX", &error);
   g_assert_no_error (error);
@@ -89,15 +89,15 @@ expect_load_error (const gchar *dir, gint code, const gchar *const *fragments)
       g_error ("message \"%s\" lacks \"%s\"", error->message, fragments[i]);
 }
 
-#define EXPECT(dir, code, ...) \
-  expect_load_error (dir, code, (const gchar *const[]) { __VA_ARGS__, NULL })
+#define EXPECT(dir, code, ...)                                                                     \
+  expect_load_error (dir, code, (const gchar *const[]){ __VA_ARGS__, NULL })
 
 static void
 test_loads (Fixture *fixture, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (UmgClipContext) ctx = umgclip_context_new (fixture->dir, UMGCLIP_DEVICE_CPU, -1,
-                                                        &error);
+  g_autoptr (UmgClipContext) ctx
+      = umgclip_context_new (fixture->dir, UMGCLIP_DEVICE_CPU, -1, &error);
   g_assert_no_error (error);
   g_assert_cmpint (umgclip_context_get_info (ctx)->vision_layers, ==, 2);
 }
@@ -183,8 +183,8 @@ test_bad_header (Fixture *fixture, gconstpointer data)
 static void
 test_unsupported_dtype (Fixture *fixture, gconstpointer data)
 {
-  static const gchar header[] =
-    "{\"logit_scale\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [0, 8]}}";
+  static const gchar header[]
+      = "{\"logit_scale\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [0, 8]}}";
   g_autoptr (GString) file = g_string_new (NULL);
   guint64 size = sizeof header - 1;
   for (guint i = 0; i < 8; i++)
@@ -221,8 +221,8 @@ static void
 test_bad_arguments (Fixture *fixture, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (UmgClipContext) ctx = umgclip_context_new (fixture->dir, UMGCLIP_DEVICE_CPU, -1,
-                                                        &error);
+  g_autoptr (UmgClipContext) ctx
+      = umgclip_context_new (fixture->dir, UMGCLIP_DEVICE_CPU, -1, &error);
   UmgClipDeviceKind kind;
   UmgClipDenseMode mode;
   gint index;
@@ -253,7 +253,7 @@ main (int argc, char **argv)
   if (argc < 2)
     g_error ("usage: test_model_errors MODEL_DIR");
   source_dir = argv[1];
-#define ADD(name) \
+#define ADD(name)                                                                                  \
   g_test_add ("/model-errors/" #name, Fixture, NULL, fixture_set_up, test_##name, fixture_tear_down)
   ADD (loads);
   ADD (missing_directory);

@@ -15,7 +15,7 @@
 
 static const gchar *bpe_gz_path;
 static const gchar *cases_path;
-static UmgTokenizer *reference_tok;     /* loaded from the .gz */
+static UmgTokenizer *reference_tok; /* loaded from the .gz */
 
 static gchar *
 make_temp_dir (void)
@@ -33,11 +33,12 @@ remove_temp_dir (const gchar *dir)
   g_autoptr (GDir) listing = g_dir_open (dir, 0, NULL);
   const gchar *name;
 
-  while (listing && (name = g_dir_read_name (listing)) != NULL) {
-    g_autofree gchar *path = g_build_filename (dir, name, NULL);
+  while (listing && (name = g_dir_read_name (listing)) != NULL)
+    {
+      g_autofree gchar *path = g_build_filename (dir, name, NULL);
 
-    g_unlink (path);
-  }
+      g_unlink (path);
+    }
   g_rmdir (dir);
 }
 
@@ -73,30 +74,33 @@ check_reference_cases (UmgTokenizer *tok)
   cases = json_node_get_array (json_parser_get_root (parser));
   g_assert_cmpuint (json_array_get_length (cases), >=, 20);
 
-  for (guint c = 0; c < json_array_get_length (cases); c++) {
-    JsonObject *test_case = json_array_get_object_element (cases, c);
-    const gchar *text = json_object_get_string_member (test_case, "text");
-    JsonArray *expected = json_object_get_array_member (test_case, "tokens");
-    gint32 expected_ids[CONTEXT_LENGTH], ids[CONTEXT_LENGTH];
-    gint expected_count = 0;
-    gint count;
+  for (guint c = 0; c < json_array_get_length (cases); c++)
+    {
+      JsonObject *test_case = json_array_get_object_element (cases, c);
+      const gchar *text = json_object_get_string_member (test_case, "text");
+      JsonArray *expected = json_object_get_array_member (test_case, "tokens");
+      gint32 expected_ids[CONTEXT_LENGTH], ids[CONTEXT_LENGTH];
+      gint expected_count = 0;
+      gint count;
 
-    g_assert_cmpuint (json_array_get_length (expected), ==, CONTEXT_LENGTH);
-    for (guint i = 0; i < CONTEXT_LENGTH; i++) {
-      expected_ids[i] = json_array_get_int_element (expected, i);
-      if (expected_ids[i] != 0)
-        expected_count = i + 1;
+      g_assert_cmpuint (json_array_get_length (expected), ==, CONTEXT_LENGTH);
+      for (guint i = 0; i < CONTEXT_LENGTH; i++)
+        {
+          expected_ids[i] = json_array_get_int_element (expected, i);
+          if (expected_ids[i] != 0)
+            expected_count = i + 1;
+        }
+
+      count = umg_tokenizer_encode (tok, text, ids, CONTEXT_LENGTH);
+      if (memcmp (ids, expected_ids, sizeof (ids)) != 0)
+        {
+          g_autofree gchar *got = ids_to_string (ids, CONTEXT_LENGTH);
+          g_autofree gchar *want = ids_to_string (expected_ids, CONTEXT_LENGTH);
+
+          g_error ("case %u \"%s\":\n got  %s\n want %s", c, text, got, want);
+        }
+      g_assert_cmpint (count, ==, expected_count);
     }
-
-    count = umg_tokenizer_encode (tok, text, ids, CONTEXT_LENGTH);
-    if (memcmp (ids, expected_ids, sizeof (ids)) != 0) {
-      g_autofree gchar *got = ids_to_string (ids, CONTEXT_LENGTH);
-      g_autofree gchar *want = ids_to_string (expected_ids, CONTEXT_LENGTH);
-
-      g_error ("case %u \"%s\":\n got  %s\n want %s", c, text, got, want);
-    }
-    g_assert_cmpint (count, ==, expected_count);
-  }
   return json_array_get_length (cases);
 }
 
@@ -148,8 +152,8 @@ test_truncation (void)
   /* Short contexts around the 7 ids of the known answer. */
   count = umg_tokenizer_encode (reference_tok, "a photo of a cat", ids, 5);
   g_assert_cmpint (count, ==, 5);
-  g_assert_cmpmem (ids, 5 * sizeof (gint32),
-                   ((const gint32[]) { 49406, 320, 1125, 539, 49407 }), 5 * sizeof (gint32));
+  g_assert_cmpmem (ids, 5 * sizeof (gint32), ((const gint32[]){ 49406, 320, 1125, 539, 49407 }),
+                   5 * sizeof (gint32));
   count = umg_tokenizer_encode (reference_tok, "a photo of a cat", ids, 7);
   g_assert_cmpint (count, ==, 7);
   g_assert_cmpint (ids[5], ==, 2368);
@@ -173,13 +177,13 @@ test_invalid_utf8 (void)
   /* A stray byte reads as U+FFFD, so both spellings give the same ids. */
   count = umg_tokenizer_encode (reference_tok, "a photo of a cat\xff!", ids, CONTEXT_LENGTH);
   g_assert_cmpint (umg_tokenizer_encode (reference_tok, "a photo of a cat\xef\xbf\xbd!", replaced,
-                                         CONTEXT_LENGTH), ==, count);
+                                         CONTEXT_LENGTH),
+                   ==, count);
   g_assert_cmpmem (ids, sizeof (ids), replaced, sizeof (replaced));
   g_assert_cmpint (count, >, 7);
   g_assert_cmpint (ids[5], ==, 2368);
 
-  count = umg_tokenizer_encode (reference_tok, "\xc3\x28\xe2\x82\xf0\x90\x28", ids,
-                                CONTEXT_LENGTH);
+  count = umg_tokenizer_encode (reference_tok, "\xc3\x28\xe2\x82\xf0\x90\x28", ids, CONTEXT_LENGTH);
   g_assert_cmpint (count, >, 2);
   g_assert_cmpint (ids[count - 1], ==, 49407);
 }
@@ -190,21 +194,26 @@ encode_many (gpointer data)
 {
   gint32 *results = data;
 
-  for (gint round = 0; round < 200; round++) {
-    g_autofree gchar *text = g_strdup_printf ("a photo of %d cats and a dog number %d",
-                                              round % 7, round);
-    gint32 ids[CONTEXT_LENGTH];
+  for (gint round = 0; round < 200; round++)
+    {
+      g_autofree gchar *text
+          = g_strdup_printf ("a photo of %d cats and a dog number %d", round % 7, round);
+      gint32 ids[CONTEXT_LENGTH];
 
-    umg_tokenizer_encode (reference_tok, text, ids, CONTEXT_LENGTH);
-    memcpy (results + round * CONTEXT_LENGTH, ids, sizeof (ids));
-  }
+      umg_tokenizer_encode (reference_tok, text, ids, CONTEXT_LENGTH);
+      memcpy (results + round * CONTEXT_LENGTH, ids, sizeof (ids));
+    }
   return NULL;
 }
 
 static void
 test_threads (void)
 {
-  enum { N_THREADS = 4, N_ROUNDS = 200 };
+  enum
+  {
+    N_THREADS = 4,
+    N_ROUNDS = 200
+  };
   g_autofree gint32 *results = g_new0 (gint32, N_THREADS * N_ROUNDS * CONTEXT_LENGTH);
   GThread *threads[N_THREADS];
 
@@ -222,8 +231,8 @@ test_threads (void)
 static gchar *
 read_bpe_text (void)
 {
-  g_autoptr (GZlibDecompressor) decompressor =
-      g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+  g_autoptr (GZlibDecompressor) decompressor
+      = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
   g_autoptr (GFile) file = g_file_new_for_path (bpe_gz_path);
   g_autoptr (GError) error = NULL;
   g_autoptr (GInputStream) compressed = G_INPUT_STREAM (g_file_read (file, NULL, &error));
@@ -247,17 +256,19 @@ byte_symbols (gchar symbols[256][8])
 {
   guint n = 0, extra = 0;
 
-  for (guint pass = 0; pass < 2; pass++) {
-    for (guint b = 0; b < 256; b++) {
-      gboolean printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  for (guint pass = 0; pass < 2; pass++)
+    {
+      for (guint b = 0; b < 256; b++)
+        {
+          gboolean printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
 
-      if (printable != (pass == 0))
-        continue;
-      memset (symbols[n], 0, 8);
-      g_unichar_to_utf8 (printable ? b : 256 + extra++, symbols[n]);
-      n++;
+          if (printable != (pass == 0))
+            continue;
+          memset (symbols[n], 0, 8);
+          g_unichar_to_utf8 (printable ? b : 256 + extra++, symbols[n]);
+          n++;
+        }
     }
-  }
 }
 
 /* Writes HuggingFace's vocab.json + merges.txt for the same vocabulary into dir. The
@@ -282,22 +293,24 @@ write_huggingface_files (const gchar *dir)
     g_ptr_array_add (vocab, g_strdup (symbols[i]));
   for (guint i = 0; i < 256; i++)
     g_ptr_array_add (vocab, g_strconcat (symbols[i], "</w>", NULL));
-  for (guint i = 1; i <= N_MERGES; i++) {
-    g_auto (GStrv) parts = g_strsplit (lines[i], " ", -1);
+  for (guint i = 1; i <= N_MERGES; i++)
+    {
+      g_auto (GStrv) parts = g_strsplit (lines[i], " ", -1);
 
-    g_assert_cmpuint (g_strv_length (parts), ==, 2);
-    g_ptr_array_add (vocab, g_strconcat (parts[0], parts[1], NULL));
-    g_string_append_printf (merges, "%s\n", lines[i]);
-  }
+      g_assert_cmpuint (g_strv_length (parts), ==, 2);
+      g_ptr_array_add (vocab, g_strconcat (parts[0], parts[1], NULL));
+      g_string_append_printf (merges, "%s\n", lines[i]);
+    }
   g_ptr_array_add (vocab, g_strdup ("<|startoftext|>"));
   g_ptr_array_add (vocab, g_strdup ("<|endoftext|>"));
   g_assert_cmpuint (vocab->len, ==, 49408);
 
   json_builder_begin_object (builder);
-  for (gint id = vocab->len - 1; id >= 0; id--) {
-    json_builder_set_member_name (builder, g_ptr_array_index (vocab, id));
-    json_builder_add_int_value (builder, id);
-  }
+  for (gint id = vocab->len - 1; id >= 0; id--)
+    {
+      json_builder_set_member_name (builder, g_ptr_array_index (vocab, id));
+      json_builder_add_int_value (builder, id);
+    }
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);
   json_generator_set_root (generator, root);
@@ -452,16 +465,19 @@ main (int argc, char **argv)
 
   bpe_gz_path = argc > 1 ? argv[1] : g_getenv ("UMGCLIP_BPE");
   cases_path = argc > 2 ? argv[2] : g_getenv ("UMGCLIP_TOKENIZER_CASES");
-  if (bpe_gz_path == NULL || !g_file_test (bpe_gz_path, G_FILE_TEST_EXISTS)) {
-    g_printerr ("SKIP: CLIP's " BPE_GZ_NAME " not found (%s); pass its path as the first "
-                "argument or in UMGCLIP_BPE\n", bpe_gz_path ? bpe_gz_path : "not set");
-    return 77;
-  }
-  if (cases_path == NULL) {
-    g_printerr ("pass tests/data/tokenizer_cases.json as the second argument or in "
-                "UMGCLIP_TOKENIZER_CASES\n");
-    return 1;
-  }
+  if (bpe_gz_path == NULL || !g_file_test (bpe_gz_path, G_FILE_TEST_EXISTS))
+    {
+      g_printerr ("SKIP: CLIP's " BPE_GZ_NAME " not found (%s); pass its path as the first "
+                  "argument or in UMGCLIP_BPE\n",
+                  bpe_gz_path ? bpe_gz_path : "not set");
+      return 77;
+    }
+  if (cases_path == NULL)
+    {
+      g_printerr ("pass tests/data/tokenizer_cases.json as the second argument or in "
+                  "UMGCLIP_TOKENIZER_CASES\n");
+      return 1;
+    }
 
   reference_tok = umg_tokenizer_new_from_bpe_gz (bpe_gz_path, &error);
   g_assert_no_error (error);

@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$top/build"
 packages=(
-  gcc pkg-config meson ninja-build
+  gcc pkg-config meson ninja-build clang-format
   libglib2.0-dev libjson-glib-dev libopenblas-dev libgdk-pixbuf-2.0-dev
   libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers
   python3 python3-numpy python3-torch

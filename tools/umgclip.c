@@ -13,7 +13,7 @@ typedef struct
 {
   const gchar *command;
   const gchar *model;
-  GPtrArray *positional;        /* after the model */
+  GPtrArray *positional; /* after the model */
   const gchar *device;
   const gchar *dense_mode;
   const gchar *tensor;
@@ -43,8 +43,9 @@ usage (FILE *stream)
          "  --dense-mode naclip|clearclip|sclip|maskclip   (default naclip)\n"
          "  --normalize      L2-normalise printed embeddings\n"
          "  --size N         input size for IMAGE (default: the model's) or for bench\n"
-         "  --template T     prompt template with {} for classify (repeatable; default \""
-         DEFAULT_TEMPLATE "\")\n", stream);
+         "  --template T     prompt template with {} for classify (repeatable; default "
+         "\"" DEFAULT_TEMPLATE "\")\n",
+         stream);
 }
 
 static gboolean
@@ -128,7 +129,8 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
     }
   if (args->command == NULL || args->model == NULL)
     {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "a command and a MODEL are needed");
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "a command and a MODEL are needed");
       return FALSE;
     }
   return TRUE;
@@ -144,7 +146,8 @@ print_vector (GString *out, const gfloat *v, gsize n)
 }
 
 static void
-print_vectors (GString *out, const gchar *key, gfloat *v, gsize rows, gsize cols, gboolean normalize)
+print_vectors (GString *out, const gchar *key, gfloat *v, gsize rows, gsize cols,
+               gboolean normalize)
 {
   g_string_append_printf (out, "{\"%s\": [", key);
   for (gsize r = 0; r < rows; r++)
@@ -268,11 +271,10 @@ command_info (UmgClipContext *ctx, const Args *args, GString *out, GError **erro
                           "\"text\": {\"width\": %d, \"layers\": %d, \"heads\": %d, "
                           "\"context_length\": %d, \"vocab_size\": %d, \"act\": \"%s\"}, "
                           "\"logit_scale\": %.9g, \"backend\": ",
-                          args->model, info->layout, info->dtype, info->embed_dim,
-                          info->image_size, info->patch_size, info->vision_width,
-                          info->vision_layers, info->vision_heads, info->vision_act,
-                          info->text_width, info->text_layers, info->text_heads,
-                          info->context_length, info->vocab_size, info->text_act,
+                          args->model, info->layout, info->dtype, info->embed_dim, info->image_size,
+                          info->patch_size, info->vision_width, info->vision_layers,
+                          info->vision_heads, info->vision_act, info->text_width, info->text_layers,
+                          info->text_heads, info->context_length, info->vocab_size, info->text_act,
                           info->logit_scale);
   append_json_string (out, info->backend);
   g_string_append (out, "}\n");
@@ -378,8 +380,9 @@ command_encode_dense (UmgClipContext *ctx, const Args *args, GString *out, GErro
       umgclip_l2_normalize (dense + cell * shape[2], shape[2]);
   if (!umg_npy_save (args->out, dense, 3, shape, error))
     return FALSE;
-  g_string_append_printf (out, "{\"shape\": [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT ", %"
-                          G_GSIZE_FORMAT "]}\n", shape[0], shape[1], shape[2]);
+  g_string_append_printf (
+      out, "{\"shape\": [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT "]}\n",
+      shape[0], shape[1], shape[2]);
   return TRUE;
 }
 
@@ -435,11 +438,10 @@ command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **
     }
   n = kept->len;
   label_embeddings = g_new (gfloat, (gsize) n * embed);
-  if (!umgclip_encode_labels (ctx, (const gchar *const *) kept->pdata, n,
-                              args->templates->len ? (const gchar *const *) args->templates->pdata
-                                                   : default_templates,
-                              args->templates->len ? args->templates->len : 1,
-                              label_embeddings, error))
+  if (!umgclip_encode_labels (
+          ctx, (const gchar *const *) kept->pdata, n,
+          args->templates->len ? (const gchar *const *) args->templates->pdata : default_templates,
+          args->templates->len ? args->templates->len : 1, label_embeddings, error))
     return FALSE;
   pixels = load_input (ctx, args, &width, &height, error);
   if (pixels == NULL || !umgclip_encode_image (ctx, pixels, width, height, &request, error))
@@ -450,7 +452,7 @@ command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **
   order = g_new (guint, n);
   for (guint i = 0; i < n; i++)
     order[i] = i;
-  for (guint i = 1; i < n; i++)   /* insertion sort, best first, stable */
+  for (guint i = 1; i < n; i++) /* insertion sort, best first, stable */
     for (guint j = i; j > 0 && scores[order[j]] > scores[order[j - 1]]; j--)
       {
         guint swap = order[j];
@@ -542,7 +544,8 @@ command_bench (UmgClipContext *ctx, const Args *args, GString *out, GError **err
     return FALSE;
   g_string_append_printf (out, "{\"backend\": ");
   append_json_string (out, info->backend);
-  g_string_append_printf (out, ", \"size\": %d, \"iterations\": %d, \"image_ms\": %.3f, "
+  g_string_append_printf (out,
+                          ", \"size\": %d, \"iterations\": %d, \"image_ms\": %.3f, "
                           "\"image_dense_ms\": %.3f, \"dense_mode\": \"%s\", \"text_ms\": %.3f}\n",
                           size, args->iterations, image_ms, dense_ms, args->dense_mode, text_ms);
   return TRUE;
