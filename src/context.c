@@ -212,28 +212,48 @@ umgclip_tokenize (UmgClipContext *ctx, const gchar *text, gint32 *tokens, GError
   return count;
 }
 
+typedef struct
+{
+  gint n_seq, length;
+} TextSpec;
+
 static UmgGraph *
 build_text_graph (UmgClipContext *ctx, gconstpointer spec, GError **error)
 {
-  return umg_text_graph_new (ctx->model, GPOINTER_TO_INT (spec));
+  const TextSpec *text = spec;
+  return umg_text_graph_new (ctx->model, text->n_seq, text->length);
+}
+
+/* Token rows of a pass: the longest text of the batch, rounded up to a multiple of 8 so that
+ * label lists of similar lengths share a few planned graphs. */
+static gint
+pass_length (const gint *counts, gint n_seq, gint context_length)
+{
+  gint longest = 2;
+  for (gint s = 0; s < n_seq; s++)
+    longest = MAX (longest, counts[s]);
+  return MIN ((longest + 7) / 8 * 8, context_length);
 }
 
 static gboolean
 encode_text_batch (UmgClipContext *ctx, const gchar *const *texts, gint n_seq, gfloat *out,
                    GError **error)
 {
-  const gint length = ctx->model->text.context_length;
+  const gint context_length = ctx->model->text.context_length;
   const gint32 end_id = umg_tokenizer_end_id (ctx->tokenizer);
-  g_autofree gint32 *ids = g_new0 (gint32, (gsize) n_seq * length);
+  g_autofree gint32 *tokenized = g_new0 (gint32, (gsize) n_seq * context_length);
+  g_autofree gint *counts = g_new0 (gint, n_seq);
+  g_autofree gint32 *ids = NULL;
   g_autofree gint32 *ends = g_new0 (gint32, n_seq);
-  g_autofree gchar *key = g_strdup_printf ("text %d", n_seq);
+  g_autofree gchar *key = NULL;
+  TextSpec spec = { n_seq, 0 };
   PlannedGraph *planned;
 
   for (gint s = 0; s < n_seq; s++)
     {
-      gint32 *seq = ids + (gsize) s * length;
-      gint count = umg_tokenizer_encode (ctx->tokenizer, texts[s], seq, length);
-      for (gint i = 0; i < count; i++)
+      gint32 *seq = tokenized + (gsize) s * context_length;
+      counts[s] = umg_tokenizer_encode (ctx->tokenizer, texts[s], seq, context_length);
+      for (gint i = 0; i < counts[s]; i++)
         if (seq[i] < 0 || seq[i] >= ctx->model->text.vocab_size)
           {
             g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
@@ -242,15 +262,23 @@ encode_text_batch (UmgClipContext *ctx, const gchar *const *texts, gint n_seq, g
                          ctx->model->dir, seq[i], texts[s], ctx->model->text.vocab_size);
             return FALSE;
           }
-      ends[s] = s * length;
-      for (gint i = 0; i < count; i++)
+    }
+  spec.length = pass_length (counts, n_seq, context_length);
+  ids = g_new0 (gint32, (gsize) n_seq * spec.length);
+  for (gint s = 0; s < n_seq; s++)
+    {
+      const gint32 *seq = tokenized + (gsize) s * context_length;
+      memcpy (ids + (gsize) s * spec.length, seq, spec.length * sizeof (gint32));
+      ends[s] = s * spec.length + counts[s] - 1;
+      for (gint i = 0; i < counts[s]; i++)
         if (seq[i] == end_id)
           {
-            ends[s] = s * length + i;
+            ends[s] = s * spec.length + i;
             break;
           }
     }
-  planned = planned_graph (ctx, key, build_text_graph, GINT_TO_POINTER (n_seq), error);
+  key = g_strdup_printf ("text %dx%d", n_seq, spec.length);
+  planned = planned_graph (ctx, key, build_text_graph, &spec, error);
   if (planned == NULL)
     return FALSE;
   return run_planned (ctx, planned, (const void *[]){ ids, ends }, (void *[]){ out }, error);

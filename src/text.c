@@ -4,11 +4,11 @@
 #include "transformer.h"
 
 UmgGraph *
-umg_text_graph_new (const UmgModel *model, gint n_seq)
+umg_text_graph_new (const UmgModel *model, gint n_seq, gint length)
 {
   const UmgText *text = &model->text;
   const UmgTower *tower = &text->tower;
-  const gint width = tower->width, length = text->context_length;
+  const gint width = tower->width;
   const gsize tokens = (gsize) n_seq * length;
   UmgGraph *graph = umg_graph_new ();
   UmgBlockBuffers buffers;
