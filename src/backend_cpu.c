@@ -188,16 +188,6 @@ check_ref (const OpCheck *check, UmgRef ref, gsize extent, const gchar *role, gb
   return TRUE;
 }
 
-/* Elements spanned by rows of cols elements, stride apart, repeated batch times batch_stride
- * apart; 0 when any count is 0. */
-static gsize
-strided_extent (gint64 batch, gint64 batch_stride, gint64 rows, gint64 stride, gint64 cols)
-{
-  if (batch <= 0 || rows <= 0 || cols <= 0)
-    return 0;
-  return (gsize) ((batch - 1) * batch_stride + (rows - 1) * stride + cols);
-}
-
 static gboolean
 check_matmul (const OpCheck *check, GError **error)
 {
@@ -221,13 +211,13 @@ check_matmul (const OpCheck *check, GError **error)
   if (mm->act != UMG_ACT_NONE && mm->act != UMG_ACT_QUICK_GELU && mm->act != UMG_ACT_GELU)
     return OP_ERROR (check, error, "unknown activation %d", (gint) mm->act);
   if (!check_ref (check, check->op->src[0],
-                  strided_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "a", FALSE,
+                  umg_strided_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "a", FALSE,
                   error)
       || !check_ref (check, check->op->src[1],
-                     strided_extent (mm->batch, mm->stride_b, b_rows, mm->ldb, b_cols), "b", FALSE,
-                     error)
+                     umg_strided_extent (mm->batch, mm->stride_b, b_rows, mm->ldb, b_cols), "b",
+                     FALSE, error)
       || !check_ref (check, check->op->dst,
-                     strided_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "c", TRUE,
+                     umg_strided_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "c", TRUE,
                      error))
     return FALSE;
   if (!umg_ref_is_none (check->op->src[2])
@@ -250,16 +240,18 @@ check_op (const OpCheck *check, GError **error)
           || op->p.ln.dst_stride < op->p.ln.cols)
         return OP_ERROR (check, error, "bad shape: rows %d, cols %d, src_stride %d, dst_stride %d",
                          op->p.ln.rows, op->p.ln.cols, op->p.ln.src_stride, op->p.ln.dst_stride);
-      return check_ref (check, op->src[0],
-                        strided_extent (1, 0, op->p.ln.rows, op->p.ln.src_stride, op->p.ln.cols),
-                        "x", FALSE, error)
+      return check_ref (
+                 check, op->src[0],
+                 umg_strided_extent (1, 0, op->p.ln.rows, op->p.ln.src_stride, op->p.ln.cols), "x",
+                 FALSE, error)
              && (umg_ref_is_none (op->src[1])
                  || check_ref (check, op->src[1], op->p.ln.cols, "gamma", FALSE, error))
              && (umg_ref_is_none (op->src[2])
                  || check_ref (check, op->src[2], op->p.ln.cols, "beta", FALSE, error))
-             && check_ref (check, op->dst,
-                           strided_extent (1, 0, op->p.ln.rows, op->p.ln.dst_stride, op->p.ln.cols),
-                           "dst", TRUE, error);
+             && check_ref (
+                 check, op->dst,
+                 umg_strided_extent (1, 0, op->p.ln.rows, op->p.ln.dst_stride, op->p.ln.cols),
+                 "dst", TRUE, error);
     case UMG_OP_SOFTMAX:
       if (op->p.softmax.batch < 0 || op->p.softmax.rows < 0 || op->p.softmax.cols < 1)
         return OP_ERROR (check, error, "bad shape: batch %d, rows %d, cols %d", op->p.softmax.batch,
@@ -323,11 +315,11 @@ check_op (const OpCheck *check, GError **error)
                          op->p.copy.dst_stride);
       return check_ref (
                  check, op->src[0],
-                 strided_extent (1, 0, op->p.copy.rows, op->p.copy.src_stride, op->p.copy.cols),
+                 umg_strided_extent (1, 0, op->p.copy.rows, op->p.copy.src_stride, op->p.copy.cols),
                  "src", FALSE, error)
              && check_ref (
                  check, op->dst,
-                 strided_extent (1, 0, op->p.copy.rows, op->p.copy.dst_stride, op->p.copy.cols),
+                 umg_strided_extent (1, 0, op->p.copy.rows, op->p.copy.dst_stride, op->p.copy.cols),
                  "dst", TRUE, error);
     case UMG_OP_ROI_ALIGN:
       if (op->p.roi.grid_h < 1 || op->p.roi.grid_w < 1 || op->p.roi.cols < 1

@@ -631,14 +631,6 @@ choose_matmul_tiles (VulkanBackend *self, const UmgMatmulParams *mm)
   return tiles;
 }
 
-static gsize
-matrix_extent (gint64 batch, gint64 stride, gint64 rows, gint64 ld, gint64 cols)
-{
-  if (batch <= 0 || rows <= 0 || cols <= 0)
-    return 0;
-  return (gsize) ((batch - 1) * stride + (rows - 1) * ld + cols);
-}
-
 static gboolean
 record_dispatch (Recorder *recorder, guint op_index, const UmgOp *op, ShaderId shader_id,
                  const guint32 *spec, guint n_spec, const BindingRequest *requests,
@@ -705,15 +697,17 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
   const guint32 *max_count = recorder->backend->ctx->properties.limits.maxComputeWorkGroupCount;
   gboolean has_bias = !umg_ref_is_none (op->src[2]);
   BindingRequest requests[4] = {
-    input_binding (op->src[0], matrix_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "A"),
+    input_binding (op->src[0], umg_strided_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k),
+                   "A"),
     matrix_binding (op->src[1],
-                    mm->trans_b ? matrix_extent (mm->batch, mm->stride_b, mm->n, mm->ldb, mm->k)
-                                : matrix_extent (mm->batch, mm->stride_b, mm->k, mm->ldb, mm->n),
+                    mm->trans_b
+                        ? umg_strided_extent (mm->batch, mm->stride_b, mm->n, mm->ldb, mm->k)
+                        : umg_strided_extent (mm->batch, mm->stride_b, mm->k, mm->ldb, mm->n),
                     "B"),
     has_bias ? input_binding (op->src[2], (gsize) MAX (mm->n, 0), "bias")
              : unused_binding (op->src[0]),
-    output_binding (op->dst, matrix_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "C",
-                    mm->accumulate),
+    output_binding (op->dst, umg_strided_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n),
+                    "C", mm->accumulate),
   };
   Binding bindings[4];
   MatmulTiles tiles = choose_matmul_tiles (recorder->backend, mm);
@@ -787,10 +781,10 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
 {
   const __typeof__ (op->p.ln) *ln = &op->p.ln;
   BindingRequest requests[4] = {
-    input_binding (op->src[0], matrix_extent (1, 0, ln->rows, ln->src_stride, ln->cols), "x"),
+    input_binding (op->src[0], umg_strided_extent (1, 0, ln->rows, ln->src_stride, ln->cols), "x"),
     input_binding (op->src[1], (gsize) MAX (ln->cols, 0), "gamma"),
     input_binding (op->src[2], (gsize) MAX (ln->cols, 0), "beta"),
-    output_binding (op->dst, matrix_extent (1, 0, ln->rows, ln->dst_stride, ln->cols), "dst",
+    output_binding (op->dst, umg_strided_extent (1, 0, ln->rows, ln->dst_stride, ln->cols), "dst",
                     FALSE),
   };
   Binding bindings[4];
@@ -974,10 +968,10 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       {
         const __typeof__ (op->p.copy) *cp = &op->p.copy;
         BindingRequest requests[2] = {
-          input_binding (op->src[0], matrix_extent (1, 0, cp->rows, cp->src_stride, cp->cols),
+          input_binding (op->src[0], umg_strided_extent (1, 0, cp->rows, cp->src_stride, cp->cols),
                          "src"),
-          output_binding (op->dst, matrix_extent (1, 0, cp->rows, cp->dst_stride, cp->cols), "dst",
-                          FALSE),
+          output_binding (op->dst, umg_strided_extent (1, 0, cp->rows, cp->dst_stride, cp->cols),
+                          "dst", FALSE),
         };
         CopyParams params = {
           .rows = cp->rows,

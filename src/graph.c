@@ -109,6 +109,14 @@ umg_ref_is_none (UmgRef ref)
   return ref.storage == UMG_STORAGE_ARENA && ref.index == G_MAXUINT;
 }
 
+gsize
+umg_strided_extent (gint64 batch, gint64 batch_stride, gint64 rows, gint64 stride, gint64 cols)
+{
+  if (batch <= 0 || rows <= 0 || cols <= 0)
+    return 0;
+  return (gsize) ((batch - 1) * batch_stride + (rows - 1) * stride + cols);
+}
+
 UmgRef
 umg_ref_arena (gsize offset)
 {

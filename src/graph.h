@@ -189,6 +189,11 @@ guint umg_graph_add_input (UmgGraph *graph, UmgRef ref, gsize n_elements);
 guint umg_graph_add_output (UmgGraph *graph, UmgRef ref, gsize n_elements);
 void umg_graph_push (UmgGraph *graph, const UmgOp *op);
 
+/* Elements spanned by batch × rows rows of cols elements, rows stride apart and batches
+ * batch_stride apart; 0 when any count is not positive. */
+gsize umg_strided_extent (gint64 batch, gint64 batch_stride, gint64 rows, gint64 stride,
+                          gint64 cols);
+
 UmgRef umg_ref_arena (gsize offset);
 UmgRef umg_ref_weight (guint index);
 UmgRef umg_ref_offset (UmgRef ref, gsize elements);
