@@ -2,6 +2,7 @@
  * run passes, and score images against labels. */
 #include "context.h"
 
+#include "segment.h"
 #include "text.h"
 #include "vit.h"
 
@@ -435,24 +436,7 @@ void
 umgclip_score (UmgClipContext *ctx, const gfloat *image_embedding, const gfloat *label_embeddings,
                guint n_labels, gfloat *scores)
 {
-  const gint embed = ctx->model->embed_dim;
-  g_autofree gfloat *image = g_memdup2 (image_embedding, embed * sizeof (gfloat));
-  gdouble max = -G_MAXDOUBLE, total = 0;
-
-  umgclip_l2_normalize (image, embed);
-  for (guint l = 0; l < n_labels; l++)
-    {
-      gdouble dot = 0;
-      for (gint i = 0; i < embed; i++)
-        dot += (gdouble) image[i] * label_embeddings[(gsize) l * embed + i];
-      scores[l] = ctx->model->logit_scale * dot;
-      max = MAX (max, scores[l]);
-    }
-  for (guint l = 0; l < n_labels; l++)
-    {
-      scores[l] = exp (scores[l] - max);
-      total += scores[l];
-    }
-  for (guint l = 0; l < n_labels; l++)
-    scores[l] /= total;
+  umg_label_logits (image_embedding, ctx->model->embed_dim, label_embeddings, n_labels,
+                    ctx->model->logit_scale, scores);
+  umg_softmax (scores, n_labels);
 }

@@ -103,4 +103,95 @@ void umgclip_score (UmgClipContext *ctx, const gfloat *image_embedding,
 
 void umgclip_l2_normalize (gfloat *v, gsize n);
 
+/* ---- Video frames to network input (frame.c) ---- */
+
+/* Frame layouts accepted without conversion by the caller: packed 8-bit RGB variants
+ * (stride in bytes per row) and 4:2:0 YUV, BT.601 limited range (Y on 16..235, Cb / Cr on
+ * 16..240): R = 1.164 (Y-16) + 1.596 (Cr-128), G = 1.164 (Y-16) - 0.392 (Cb-128) - 0.813
+ * (Cr-128), B = 1.164 (Y-16) + 2.017 (Cb-128), clamped to 0..255; each pixel uses the chroma
+ * sample that covers it. Names as GStreamer's video formats. */
+typedef enum
+{
+  UMGCLIP_FORMAT_RGB,  /* plane 0: R G B */
+  UMGCLIP_FORMAT_RGBA, /* plane 0: R G B A (alpha ignored) */
+  UMGCLIP_FORMAT_RGBX, /* plane 0: R G B x */
+  UMGCLIP_FORMAT_BGRX, /* plane 0: B G R x */
+  UMGCLIP_FORMAT_BGRA, /* plane 0: B G R A (alpha ignored) */
+  UMGCLIP_FORMAT_NV12, /* plane 0: Y; plane 1: Cb Cr interleaved, half width and height */
+  UMGCLIP_FORMAT_I420, /* plane 0: Y; plane 1: Cb; plane 2: Cr, half width and height */
+} UmgClipPixelFormat;
+
+/* "RGB", "RGBA", "RGBx", "BGRx", "BGRA", "NV12", "I420" (GStreamer's names). */
+gboolean umgclip_pixel_format_parse (const gchar *name, UmgClipPixelFormat *format, GError **error);
+const gchar *umgclip_pixel_format_name (UmgClipPixelFormat format);
+
+/* Convert a width × height frame to the network's input: colour conversion to RGB, bilinear
+ * resize to out_w × out_h (half-pixel centres, edge clamp, no antialias: PyTorch's
+ * F.interpolate (mode="bilinear", align_corners=False)), then (value / 255 - mean) / std per
+ * channel. The aspect ratio is not kept: crop or letterbox by passing offset planes and a
+ * smaller width / height. Planes the format does not use are ignored (may be NULL).
+ * out: [3, out_h, out_w] float32. */
+gboolean umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const planes[3],
+                                  const gint strides[3], gint width, gint height, gint out_w,
+                                  gint out_h, const gfloat mean[3], const gfloat std[3],
+                                  gfloat *out, GError **error);
+
+/* The model's pixel normalisation (RGB order, on values scaled to 0..1). */
+void umgclip_get_pixel_stats (UmgClipContext *ctx, gfloat mean[3], gfloat std[3]);
+
+/* ---- Segmentation and region tags from dense maps (segment.c) ---- */
+
+#define UMGCLIP_CLASS_NONE 0xFFFF /* class_map value of pixels no label claims */
+
+typedef struct
+{
+  guint id;          /* 1..n_segments, in raster order of the segment's first pixel */
+  guint label_id;    /* index into the label list */
+  gfloat score;      /* mean over the segment's pixels of their best softmax probability */
+  gboolean is_thing; /* an instance of a thing label; FALSE: all pixels of a stuff label */
+  gint x, y, w, h;   /* bounding box in mask pixels */
+  guint area;        /* pixels */
+} UmgClipSegment;
+
+typedef struct
+{
+  gint width, height;       /* mask size */
+  guint16 *class_map;       /* width × height label ids, UMGCLIP_CLASS_NONE where none */
+  gfloat *score_map;        /* width × height best softmax probability (kept where none too) */
+  guint16 *instance_map;    /* width × height segment ids, 0 where none */
+  UmgClipSegment *segments; /* n_segments, by id */
+  guint n_segments;
+} UmgClipSegmentation;
+
+/* Semantic and panoptic segmentation of a dense map for free-text labels.
+ * dense: [grid_h, grid_w, dim] as umgclip_encode_image returns it (not normalised);
+ * label_embeddings: [n_labels, dim], L2-normalised (umgclip_encode_labels).
+ * Each cell's cosine with each label, times logit_scale, is upsampled bilinearly to
+ * mask_w × mask_h (half-pixel centres, edge clamp, like F.interpolate (mode="bilinear")),
+ * then softmax over labels per pixel: class = argmax, score = its probability. Pixels whose
+ * score is below threshold (0..1) get UMGCLIP_CLASS_NONE.
+ * Segments: with panoptic, labels whose is_thing flag is set are split into instances (8-
+ * connected components) and every other label is one segment however scattered; without
+ * panoptic (or with is_thing NULL) every label is one segment. Segments smaller than
+ * min_area pixels are dropped and their pixels become none in both maps.
+ * out is overwritten (not freed first); release it with umgclip_segmentation_clear. Errors:
+ * UMGCLIP_ERROR_ARGUMENT for bad sizes, no labels, more than 65534 labels or segments. */
+gboolean umgclip_segment (const gfloat *dense, gint grid_w, gint grid_h, gint dim,
+                          const gfloat *label_embeddings, guint n_labels, const gboolean *is_thing,
+                          gfloat logit_scale, gint mask_w, gint mask_h, gfloat threshold,
+                          guint min_area, gboolean panoptic, UmgClipSegmentation *out,
+                          GError **error);
+
+/* Frees what umgclip_segment allocated and zeroes seg; safe on a zeroed or cleared struct. */
+void umgclip_segmentation_clear (UmgClipSegmentation *seg);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (UmgClipSegmentation, umgclip_segmentation_clear)
+
+/* Region tags: for each of n embeddings [n, dim] (normalised again here, so any length
+ * works), the top_k labels by softmax over logit_scale × cosine with all n_labels label
+ * embeddings, best first (ties: lower label id first). ids_out and scores_out: n × top_k.
+ * top_k must be 1..n_labels. */
+gboolean umgclip_rank_labels (const gfloat *embeddings, guint n, gint dim,
+                              const gfloat *label_embeddings, guint n_labels, gfloat logit_scale,
+                              guint top_k, guint *ids_out, gfloat *scores_out, GError **error);
+
 G_END_DECLS
