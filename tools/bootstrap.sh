@@ -12,6 +12,9 @@ packages=(
   libglib2.0-dev libjson-glib-dev libopenblas-dev libgdk-pixbuf-2.0-dev
   libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers
   python3 python3-numpy python3-torch
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  libgstrtspserver-1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gst-1.0
 )
 
 install_missing() {

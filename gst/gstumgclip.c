@@ -1,0 +1,24 @@
+/* The umgclip plugin: open-vocabulary video analytics with CLIP-family models. Registers the
+ * elements and makes the metadata types known. */
+
+#include <gst/gst.h>
+
+#include "gstumgclipenc.h"
+#include "umgclipmeta.h"
+
+static gboolean
+plugin_init (GstPlugin *plugin)
+{
+  gboolean ok = FALSE;
+  /* Registering the metas here makes the custom meta readable by bindings as soon as the
+   * plugin is loaded. */
+  gst_umgclip_embedding_meta_get_info ();
+  gst_umgclip_segmentation_meta_get_info ();
+  ok |= GST_ELEMENT_REGISTER (umgclipenc, plugin);
+  return ok;
+}
+
+GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, umgclip,
+                   "Open-vocabulary video analytics with CLIP-family models (UMG-CLIP)",
+                   plugin_init, PACKAGE_VERSION, "MIT", "gst-umgclip",
+                   "https://github.com/gst-umgclip/gst-umgclip")
