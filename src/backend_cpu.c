@@ -2,6 +2,7 @@
  * products. It is the oracle the Vulkan shaders are tested against and the fallback without a GPU.
  */
 #include "backend.h"
+#include "frame.h"
 #include "umgclip.h"
 
 #include <cblas.h>
@@ -340,6 +341,24 @@ check_op (const OpCheck *check, GError **error)
       return check_ref (check, op->src[0], (gsize) op->p.l2.rows * op->p.l2.cols, "x", FALSE, error)
              && check_ref (check, op->dst, (gsize) op->p.l2.rows * op->p.l2.cols, "dst", TRUE,
                            error);
+    case UMG_OP_PREPROCESS:
+      {
+        gsize bytes[3], end = 0;
+        guint n_planes
+            = umg_frame_plane_bytes (op->p.preprocess.format, op->p.preprocess.width,
+                                     op->p.preprocess.height, op->p.preprocess.strides, bytes);
+        if (n_planes == 0 || op->p.preprocess.width < 1 || op->p.preprocess.height < 1
+            || op->p.preprocess.out_w < 1 || op->p.preprocess.out_h < 1)
+          return OP_ERROR (check, error, "bad frame: format %d, %d x %d to %d x %d",
+                           op->p.preprocess.format, op->p.preprocess.width, op->p.preprocess.height,
+                           op->p.preprocess.out_w, op->p.preprocess.out_h);
+        for (guint i = 0; i < n_planes; i++)
+          end = MAX (end, (gsize) op->p.preprocess.offsets[i] + bytes[i]);
+        return check_ref (check, op->src[0], (end + 3) / 4, "frame", FALSE, error)
+               && check_ref (check, op->dst,
+                             3 * (gsize) op->p.preprocess.out_w * op->p.preprocess.out_h, "dst",
+                             TRUE, error);
+      }
     case UMG_N_OPS:
       break;
     }
@@ -811,6 +830,17 @@ execute_op (UmgCpuBackend *cpu, UmgPlan *plan, const UmgOp *op, guint position, 
     case UMG_OP_L2NORM:
       cpu_l2norm (op, src0, dst);
       return TRUE;
+    case UMG_OP_PREPROCESS:
+      {
+        const guint8 *bytes = (const guint8 *) src0;
+        const guint8 *planes[3]
+            = { bytes + op->p.preprocess.offsets[0], bytes + op->p.preprocess.offsets[1],
+                bytes + op->p.preprocess.offsets[2] };
+        return umgclip_frame_to_tensor (op->p.preprocess.format, planes, op->p.preprocess.strides,
+                                        op->p.preprocess.width, op->p.preprocess.height,
+                                        op->p.preprocess.out_w, op->p.preprocess.out_h,
+                                        op->p.preprocess.mean, op->p.preprocess.std, dst, error);
+      }
     case UMG_N_OPS:
       break;
     }

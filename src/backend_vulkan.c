@@ -2,6 +2,7 @@
  * one descriptor set per op and ONE command buffer recorded at plan time and submitted per run.
  * Each op of graph.h is one compute shader from shaders/. */
 #include "backend.h"
+#include "frame.h"
 #include "umgclip.h"
 #include "vk_context.h"
 
@@ -18,6 +19,7 @@
 #include "shader_layernorm.h"
 #include "shader_matmul.h"
 #include "shader_matmul_f16.h"
+#include "shader_preprocess.h"
 #include "shader_roi_align.h"
 #include "shader_softmax.h"
 
@@ -82,6 +84,14 @@ typedef struct
   guint32 offset_x, offset_dst;
 } L2normParams;
 
+typedef struct
+{
+  guint32 format, width, height, out_w, out_h;
+  guint32 strides[3], planes[3];
+  guint32 offset_frame, offset_dst;
+  gfloat gain[3], bias[3];
+} PreprocessParams;
+
 typedef enum
 {
   SHADER_MATMUL,
@@ -95,6 +105,7 @@ typedef enum
   SHADER_COPY,
   SHADER_ROI_ALIGN,
   SHADER_L2NORM,
+  SHADER_PREPROCESS,
 } ShaderId;
 
 #define SHADER(variable, bindings, params)                                                         \
@@ -114,6 +125,7 @@ static const UmgVkShader shaders[] = {
   [SHADER_COPY] = SHADER (shader_copy, 2, CopyParams),
   [SHADER_ROI_ALIGN] = SHADER (shader_roi_align, 3, RoiAlignParams),
   [SHADER_L2NORM] = SHADER (shader_l2norm, 2, L2normParams),
+  [SHADER_PREPROCESS] = SHADER (shader_preprocess, 2, PreprocessParams),
 };
 
 #define MAX_BINDINGS 4
@@ -1011,6 +1023,41 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
                           roi->grid_h, roi->grid_w, roi->output_size, roi->sampling);
         return record_elementwise (recorder, op_index, op, SHADER_ROI_ALIGN, requests, 3,
                                    (gsize) roi->n_boxes * roi->cols, &params, offsets, error);
+      }
+    case UMG_OP_PREPROCESS:
+      {
+        const __typeof__ (op->p.preprocess) *pre = &op->p.preprocess;
+        gsize bytes[3], end = 0;
+        guint n_planes
+            = umg_frame_plane_bytes (pre->format, pre->width, pre->height, pre->strides, bytes);
+        gsize n_items = (gsize) MAX (pre->out_w, 0) * MAX (pre->out_h, 0);
+        PreprocessParams params = {
+          .format = pre->format,
+          .width = pre->width,
+          .height = pre->height,
+          .out_w = pre->out_w,
+          .out_h = pre->out_h,
+        };
+        BindingRequest requests[2];
+        guint32 *offsets[2] = { &params.offset_frame, &params.offset_dst };
+
+        if (n_planes == 0 || pre->width < 1 || pre->height < 1)
+          return fail_op (error, op_index, op, "bad frame: format %d, %d × %d", pre->format,
+                          pre->width, pre->height);
+        for (guint i = 0; i < 3; i++)
+          {
+            params.strides[i] = i < n_planes ? pre->strides[i] : 0;
+            params.planes[i] = i < n_planes ? pre->offsets[i] : 0;
+            /* the same float operations as umgclip_frame_to_tensor */
+            params.gain[i] = 1.0f / (255.0f * pre->std[i]);
+            params.bias[i] = -pre->mean[i] / pre->std[i];
+          }
+        for (guint i = 0; i < n_planes; i++)
+          end = MAX (end, (gsize) pre->offsets[i] + bytes[i]);
+        requests[0] = input_binding (op->src[0], (end + 3) / 4, "frame");
+        requests[1] = output_binding (op->dst, 3 * n_items, "dst", FALSE);
+        return record_elementwise (recorder, op_index, op, SHADER_PREPROCESS, requests, 2, n_items,
+                                   &params, offsets, error);
       }
     case UMG_OP_L2NORM:
       {

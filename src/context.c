@@ -2,6 +2,7 @@
  * run passes, and score images against labels. */
 #include "context.h"
 
+#include "frame.h"
 #include "segment.h"
 #include "text.h"
 #include "vit.h"
@@ -307,34 +308,33 @@ build_vision_graph (UmgClipContext *ctx, gconstpointer spec, GError **error)
   return umg_vision_graph_new (ctx->model, spec, error);
 }
 
-gboolean
-umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gint height,
-                      UmgClipImageRequest *request, GError **error)
+/* One vision pass for spec (size, and the frame layout when input is a raw frame) and the
+ * request's outputs. */
+static gboolean
+encode_vision (UmgClipContext *ctx, UmgVisionSpec *spec, const void *input,
+               UmgClipImageRequest *request, GError **error)
 {
   const gint embed = ctx->model->embed_dim, patch = ctx->model->vision.patch_size;
-  const gsize cells = (gsize) (height / patch) * (width / patch);
-  UmgVisionSpec spec = { 0 };
+  const gsize cells = (gsize) (spec->height / patch) * (spec->width / patch);
   g_autofree gchar *key = NULL;
   g_autofree gfloat *embedding = NULL, *dense = NULL, *boxes = NULL, *regions = NULL;
   PlannedGraph *planned;
   gboolean ok;
 
-  if (width <= 0 || height <= 0 || width > 8192 || height > 8192)
+  if (spec->width <= 0 || spec->height <= 0 || spec->width > 8192 || spec->height > 8192)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "image size %dx%d is out of range (1..8192)", width, height);
+                   "image size %dx%d is out of range (1..8192)", spec->width, spec->height);
       return FALSE;
     }
-  spec.width = width;
-  spec.height = height;
-  spec.dense = request->dense != NULL || request->n_boxes > 0;
-  spec.dense_mode = request->dense_mode;
+  spec->dense = request->dense != NULL || request->n_boxes > 0;
+  spec->dense_mode = request->dense_mode;
   /* plan region slots in steps of 8 so a changing box count rarely needs a new plan */
-  spec.box_capacity = (request->n_boxes + 7) / 8 * 8;
-  if ((guint) spec.dense_mode > UMGCLIP_DENSE_MASKCLIP)
+  spec->box_capacity = (request->n_boxes + 7) / 8 * 8;
+  if ((guint) spec->dense_mode > UMGCLIP_DENSE_MASKCLIP)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "unknown dense mode %d",
-                   spec.dense_mode);
+                   spec->dense_mode);
       return FALSE;
     }
   if (request->n_boxes > 0 && (request->boxes == NULL || request->regions == NULL))
@@ -343,24 +343,26 @@ umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gin
                    "%u boxes requested without box or region arrays", request->n_boxes);
       return FALSE;
     }
-  key = g_strdup_printf ("vision %dx%d dense=%d mode=%s boxes=%d", width, height, spec.dense,
-                         spec.dense ? umgclip_dense_mode_name (spec.dense_mode) : "-",
-                         spec.box_capacity);
+  key = g_strdup_printf (
+      "vision %dx%d dense=%d mode=%s boxes=%d frame=%d %dx%d %d,%d,%d", spec->width, spec->height,
+      spec->dense, spec->dense ? umgclip_dense_mode_name (spec->dense_mode) : "-",
+      spec->box_capacity, spec->frame_format, spec->frame_width, spec->frame_height,
+      spec->frame_strides[0], spec->frame_strides[1], spec->frame_strides[2]);
 
   embedding = g_new (gfloat, embed);
-  if (spec.dense)
+  if (spec->dense)
     dense = g_new (gfloat, cells * embed);
-  if (spec.box_capacity > 0)
+  if (spec->box_capacity > 0)
     {
-      boxes = g_new0 (gfloat, 4 * (gsize) spec.box_capacity);
-      regions = g_new (gfloat, (gsize) spec.box_capacity * embed);
+      boxes = g_new0 (gfloat, 4 * (gsize) spec->box_capacity);
+      regions = g_new (gfloat, (gsize) spec->box_capacity * embed);
       umg_vision_boxes_to_cells (ctx->model, request->boxes, request->n_boxes, boxes);
     }
 
   g_mutex_lock (&ctx->lock);
-  planned = planned_graph (ctx, key, build_vision_graph, &spec, error);
+  planned = planned_graph (ctx, key, build_vision_graph, spec, error);
   ok = planned != NULL
-       && run_planned (ctx, planned, (const void *[]){ pixels, boxes },
+       && run_planned (ctx, planned, (const void *[]){ input, boxes },
                        (void *[]){ embedding, dense, regions }, error);
   g_mutex_unlock (&ctx->lock);
   if (!ok)
@@ -373,6 +375,55 @@ umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gin
   if (request->n_boxes > 0)
     memcpy (request->regions, regions, (gsize) request->n_boxes * embed * sizeof (gfloat));
   return TRUE;
+}
+
+gboolean
+umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gint height,
+                      UmgClipImageRequest *request, GError **error)
+{
+  UmgVisionSpec spec = { .width = width, .height = height, .frame_format = -1 };
+  return encode_vision (ctx, &spec, pixels, request, error);
+}
+
+gboolean
+umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format, const guint8 *const planes[3],
+                      const gint strides[3], gint frame_width, gint frame_height, gint width,
+                      gint height, UmgClipImageRequest *request, GError **error)
+{
+  UmgVisionSpec spec = {
+    .width = width,
+    .height = height,
+    .frame_format = format,
+    .frame_width = frame_width,
+    .frame_height = frame_height,
+  };
+  g_autofree guint8 *packed = NULL;
+  gsize bytes[3];
+  guint n_planes;
+  gfloat probe;
+  const gfloat unit[3] = { 1, 1, 1 };
+
+  /* the CPU conversion validates the layout (sizes, strides, planes) with its messages */
+  if (!umgclip_frame_to_tensor (format, planes, strides, frame_width, frame_height, 1, 1, unit,
+                                unit, &probe, error))
+    return FALSE;
+  n_planes = umg_frame_plane_bytes (format, frame_width, frame_height, strides, bytes);
+  for (guint i = 0; i < n_planes; i++)
+    {
+      spec.frame_strides[i] = strides[i];
+      spec.frame_offsets[i] = spec.frame_bytes;
+      spec.frame_bytes += (bytes[i] + 3) / 4 * 4;
+    }
+  if (spec.frame_bytes > G_MAXINT32)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "frame of %" G_GSIZE_FORMAT " bytes is too large", spec.frame_bytes);
+      return FALSE;
+    }
+  packed = g_malloc0 ((spec.frame_bytes + 3) / 4 * 4);
+  for (guint i = 0; i < n_planes; i++)
+    memcpy (packed + spec.frame_offsets[i], planes[i], bytes[i]);
+  return encode_vision (ctx, &spec, packed, request, error);
 }
 
 /* ---- zero-shot scoring ---- */

@@ -241,6 +241,46 @@ umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const planes[3
   return TRUE;
 }
 
+guint
+umg_frame_plane_bytes (gint format, gint width, gint height, const gint strides[3], gsize bytes[3])
+{
+  const gsize chroma_rows = (height + 1) / 2, chroma_width = (width + 1) / 2;
+  gsize row_bytes[3] = { 0, 0, 0 };
+  gsize rows[3] = { height, chroma_rows, chroma_rows };
+  guint n_planes;
+
+  switch (format)
+    {
+    case UMGCLIP_FORMAT_RGB:
+      row_bytes[0] = 3 * (gsize) width;
+      n_planes = 1;
+      break;
+    case UMGCLIP_FORMAT_RGBA:
+    case UMGCLIP_FORMAT_RGBX:
+    case UMGCLIP_FORMAT_BGRX:
+    case UMGCLIP_FORMAT_BGRA:
+      row_bytes[0] = 4 * (gsize) width;
+      n_planes = 1;
+      break;
+    case UMGCLIP_FORMAT_NV12:
+      row_bytes[0] = width;
+      row_bytes[1] = 2 * chroma_width;
+      n_planes = 2;
+      break;
+    case UMGCLIP_FORMAT_I420:
+      row_bytes[0] = width;
+      row_bytes[1] = row_bytes[2] = chroma_width;
+      n_planes = 3;
+      break;
+    default:
+      return 0;
+    }
+  /* the last row ends after its pixels, not after a whole stride */
+  for (guint i = 0; i < 3; i++)
+    bytes[i] = i < n_planes ? (rows[i] - 1) * strides[i] + row_bytes[i] : 0;
+  return n_planes;
+}
+
 void
 umgclip_get_pixel_stats (UmgClipContext *ctx, gfloat mean[3], gfloat std[3])
 {

@@ -17,4 +17,10 @@ typedef struct
  * coordinates left of the first centre clamp to it, hi clamps to the last sample. */
 void umg_bilinear_taps (gint in_size, gint out_size, UmgBilinearTap *taps);
 
+/* Planes of a frame in format (a UmgClipPixelFormat) of the given size and row strides, and
+ * the bytes each spans (to the end of its last pixel); returns the number of planes (0 for an
+ * unknown format). Strides must already be checked to hold a row. */
+guint umg_frame_plane_bytes (gint format, gint width, gint height, const gint strides[3],
+                             gsize bytes[3]);
+
 G_END_DECLS

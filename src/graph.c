@@ -2,9 +2,11 @@
 #include "graph.h"
 
 static const gchar *const op_names[UMG_N_OPS] = {
-  [UMG_OP_MATMUL] = "matmul", [UMG_OP_LAYERNORM] = "layernorm", [UMG_OP_SOFTMAX] = "softmax",
-  [UMG_OP_GATHER] = "gather", [UMG_OP_IM2COL] = "im2col",       [UMG_OP_ADD] = "add",
-  [UMG_OP_COPY] = "copy",     [UMG_OP_ROI_ALIGN] = "roi_align", [UMG_OP_L2NORM] = "l2norm",
+  [UMG_OP_MATMUL] = "matmul",   [UMG_OP_LAYERNORM] = "layernorm",
+  [UMG_OP_SOFTMAX] = "softmax", [UMG_OP_GATHER] = "gather",
+  [UMG_OP_IM2COL] = "im2col",   [UMG_OP_ADD] = "add",
+  [UMG_OP_COPY] = "copy",       [UMG_OP_ROI_ALIGN] = "roi_align",
+  [UMG_OP_L2NORM] = "l2norm",   [UMG_OP_PREPROCESS] = "preprocess",
 };
 
 const gchar *

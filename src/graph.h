@@ -93,6 +93,11 @@ typedef enum
   UMG_OP_ROI_ALIGN,
   /* dst row r = x_r / max(‖x_r‖, 1e-12), in place allowed. */
   UMG_OP_L2NORM,
+  /* A video frame to the normalised network input [3, out_h, out_w] exactly as
+   * umgclip_frame_to_tensor: colour conversion, bilinear resize, (x / 255 - mean) / std. The
+   * frame's bytes lie in the arena from src's first element, each plane at its byte offset
+   * with its stride; format is a UmgClipPixelFormat. */
+  UMG_OP_PREPROCESS,
   UMG_N_OPS
 } UmgOpType;
 
@@ -116,7 +121,8 @@ typedef struct
    *   MATMUL: a, b, bias (optional)      LAYERNORM: x, gamma, beta
    *   SOFTMAX: bias (optional)           GATHER: table, ids
    *   IM2COL: image                      ADD: a, b
-   *   COPY: src                          ROI_ALIGN: map, boxes         L2NORM: x */
+   *   COPY: src                          ROI_ALIGN: map, boxes         L2NORM: x
+   *   PREPROCESS: frame bytes */
   UmgRef src[3];
   UmgRef dst;
   union
@@ -156,6 +162,12 @@ typedef struct
     {
       gint rows, cols;
     } l2;
+    struct
+    {
+      gint format, width, height, out_w, out_h;
+      gint strides[3], offsets[3]; /* bytes, per plane */
+      gfloat mean[3], std[3];
+    } preprocess;
   } p;
 } UmgOp;
 

@@ -136,6 +136,15 @@ gboolean umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const
                                   gint out_h, const gfloat mean[3], const gfloat std[3],
                                   gfloat *out, GError **error);
 
+/* One vision pass on a video frame as it was captured: the frame is uploaded once and
+ * converted, resized to width × height (the network input) and normalised by the backend
+ * (a compute shader on Vulkan), with exactly the arithmetic of umgclip_frame_to_tensor.
+ * The last plane of a frame may end right after its last pixel. */
+gboolean umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format,
+                               const guint8 *const planes[3], const gint strides[3],
+                               gint frame_width, gint frame_height, gint width, gint height,
+                               UmgClipImageRequest *request, GError **error);
+
 /* The model's pixel normalisation (RGB order, on values scaled to 0..1). */
 void umgclip_get_pixel_stats (UmgClipContext *ctx, gfloat mean[3], gfloat std[3]);
 

@@ -204,7 +204,31 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
 
   graph = umg_graph_new ();
   pixels = umg_graph_alloc (graph, 3 * (gsize) spec->width * spec->height);
-  umg_graph_add_input (graph, pixels, 3 * (gsize) spec->width * spec->height);
+  if (spec->frame_format < 0)
+    umg_graph_add_input (graph, pixels, 3 * (gsize) spec->width * spec->height);
+  else
+    {
+      /* the frame arrives as it was captured; colour conversion and resizing run as an op */
+      gsize words = (spec->frame_bytes + 3) / 4;
+      UmgRef frame = umg_graph_alloc (graph, words);
+      umg_graph_add_input (graph, frame, words);
+      op = (UmgOp){ .type = UMG_OP_PREPROCESS };
+      op.src[0] = frame;
+      op.dst = pixels;
+      op.p.preprocess.format = spec->frame_format;
+      op.p.preprocess.width = spec->frame_width;
+      op.p.preprocess.height = spec->frame_height;
+      op.p.preprocess.out_w = spec->width;
+      op.p.preprocess.out_h = spec->height;
+      for (gint i = 0; i < 3; i++)
+        {
+          op.p.preprocess.strides[i] = spec->frame_strides[i];
+          op.p.preprocess.offsets[i] = spec->frame_offsets[i];
+          op.p.preprocess.mean[i] = vision->mean[i];
+          op.p.preprocess.std[i] = vision->std[i];
+        }
+      umg_graph_push (graph, &op);
+    }
   columns = umg_graph_alloc (graph, (gsize) patches * 3 * p * p);
   umg_block_buffers_alloc (graph, tower, 1, tokens, &buffers);
 

@@ -13,10 +13,16 @@ typedef struct
   gboolean dense;     /* also compute the dense map */
   UmgClipDenseMode dense_mode;
   gint box_capacity; /* region slots (0: none); needs dense */
+  /* frame_format >= 0: input 0 is a raw video frame in that UmgClipPixelFormat, converted
+   * and resized to width × height by a PREPROCESS op; < 0: input 0 is the tensor itself */
+  gint frame_format;
+  gint frame_width, frame_height;
+  gint frame_strides[3], frame_offsets[3]; /* bytes, per plane, in the packed frame */
+  gsize frame_bytes;
 } UmgVisionSpec;
 
-/* Graph inputs: 0 pixels [3, height, width]; 1 boxes [box_capacity, 4] as from
- * umg_vision_boxes_to_cells. Outputs: 0 embedding [embed_dim]; 1 dense [grid_h, grid_w,
+/* Graph inputs: 0 pixels [3, height, width] (or the frame's bytes); 1 boxes [box_capacity, 4] as
+ * from umg_vision_boxes_to_cells. Outputs: 0 embedding [embed_dim]; 1 dense [grid_h, grid_w,
  * embed_dim]; 2 regions [box_capacity, embed_dim], L2-normalised. */
 UmgGraph *umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError **error);
 

@@ -740,6 +740,64 @@ test_l2norm (void)
   check_l2norm (100, 768, TRUE, FALSE);
 }
 
+/* A frame of random bytes in format, with padded strides and planes packed one after another,
+ * converted to a [3, out_h, out_w] tensor. */
+static void
+check_preprocess (UmgClipPixelFormat format, gint width, gint height, gint out_w, gint out_h)
+{
+  static const gint bytes_per_pixel[] = { 3, 4, 4, 4, 4, 1, 1 };
+  g_autoptr (Case) c = case_new ();
+  UmgOp op = { .type = UMG_OP_PREPROCESS };
+  const gint chroma_rows = (height + 1) / 2, chroma_width = (width + 1) / 2;
+  const gint rows[3] = { height, chroma_rows, chroma_rows };
+  gint n_planes = format == UMGCLIP_FORMAT_NV12 ? 2 : format == UMGCLIP_FORMAT_I420 ? 3 : 1;
+  gsize total = 0, words, n = 3 * (gsize) out_w * out_h;
+  g_autofree gfloat *packed = NULL;
+  g_autofree gchar *sizes = NULL;
+
+  op.p.preprocess.format = format;
+  op.p.preprocess.width = width;
+  op.p.preprocess.height = height;
+  op.p.preprocess.out_w = out_w;
+  op.p.preprocess.out_h = out_h;
+  for (gint i = 0; i < n_planes; i++)
+    {
+      gint row_bytes = i == 0 ? width * bytes_per_pixel[format]
+                              : (format == UMGCLIP_FORMAT_NV12 ? 2 * chroma_width : chroma_width);
+      /* odd padding and unaligned plane starts exercise the byte addressing */
+      op.p.preprocess.strides[i] = row_bytes + 3 + i;
+      op.p.preprocess.offsets[i] = total + 1;
+      total += 1 + (gsize) op.p.preprocess.strides[i] * rows[i];
+    }
+  for (gint i = 0; i < 3; i++)
+    {
+      op.p.preprocess.mean[i] = uniform (0.3f, 0.6f);
+      op.p.preprocess.std[i] = uniform (0.2f, 0.3f);
+    }
+  words = (total + 3) / 4;
+  packed = g_new0 (gfloat, words);
+  for (gsize i = 0; i < total; i++)
+    ((guint8 *) packed)[i] = g_rand_int_range (rng, 0, 256);
+  op.src[0] = case_input (c, words, 0, 0, packed);
+  op.dst = umg_graph_alloc (c->graph, n);
+  umg_graph_push (c->graph, &op);
+  umg_graph_add_output (c->graph, op.dst, n);
+  sizes = g_strdup_printf ("%s %dx%d to %dx%d", umgclip_pixel_format_name (format), width, height,
+                           out_w, out_h);
+  case_check (c, "preprocess", sizes, TOLERANCE_F32);
+}
+
+static void
+test_preprocess (void)
+{
+  for (gint format = UMGCLIP_FORMAT_RGB; format <= UMGCLIP_FORMAT_I420; format++)
+    {
+      check_preprocess (format, 37, 23, 32, 24);
+      check_preprocess (format, 17, 11, 50, 41);
+    }
+  check_preprocess (UMGCLIP_FORMAT_NV12, 640, 480, 224, 224);
+}
+
 /* ---- activations against libm ------------------------------------------------------------ */
 
 /* The shaders have no erf; the matmul epilogue's own must match libm's. A k = 1 matmul with
@@ -1061,6 +1119,7 @@ main (int argc, char **argv)
   g_test_add_func ("/backend-ops/copy", test_copy);
   g_test_add_func ("/backend-ops/roi_align", test_roi_align);
   g_test_add_func ("/backend-ops/l2norm", test_l2norm);
+  g_test_add_func ("/backend-ops/preprocess", test_preprocess);
   g_test_add_func ("/backend-ops/activations", test_activations);
   g_test_add_func ("/backend-ops/plans", test_plans);
   g_test_add_func ("/backend-ops/plan-errors", test_plan_errors);
