@@ -20,9 +20,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_umgclip_filter_debug);
 #define DEFAULT_DENSE_MODE UMGCLIP_DENSE_NACLIP
 #define DEFAULT_INPUT_SIZE 0
 
-const gfloat gst_umgclip_clip_mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
-const gfloat gst_umgclip_clip_std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
-
 enum
 {
   PROP_0,
@@ -162,7 +159,7 @@ typedef struct
   /* Streaming state. */
   guint frames_until_inference;
   GstBuffer *last_result; /* metas carried to skipped frames */
-  gfloat *pixels, *embedding, *dense;
+  gfloat *embedding, *dense;
   GstClockTime longest_inference; /* reported in the latency query when live */
   GstClockTime reported_latency;
 } GstUmgClipFilterPrivate;
@@ -396,148 +393,38 @@ gst_umgclip_filter_get_labels (GstUmgClipFilter *filter, GError **error)
 
 /* ---- frame conversion ---- */
 
-typedef struct
+/* The runtime's view of a mapped frame: its pixel format, planes and strides. */
+static gboolean
+frame_layout (const GstVideoFrame *frame, UmgClipPixelFormat *format, const guint8 *planes[3],
+              gint strides[3], GError **error)
 {
-  gfloat kr, kb;            /* luma coefficients of the frame's matrix */
-  gfloat y_offset, y_scale; /* to [0, 1] */
-  gfloat c_scale;           /* chroma to [-0.5, 0.5] */
-} YuvToRgb;
-
-static void
-yuv_to_rgb_init (YuvToRgb *yuv, const GstVideoInfo *info)
-{
-  gdouble kr = 0.299, kb = 0.114;
-  if (!gst_video_color_matrix_get_Kr_Kb (info->colorimetry.matrix, &kr, &kb))
+  if (!umgclip_pixel_format_parse (gst_video_format_to_string (GST_VIDEO_FRAME_FORMAT (frame)),
+                                   format, error))
+    return FALSE;
+  for (guint i = 0; i < 3; i++)
     {
-      kr = 0.299;
-      kb = 0.114;
+      gboolean present = i < GST_VIDEO_FRAME_N_PLANES (frame);
+      planes[i] = present ? GST_VIDEO_FRAME_PLANE_DATA (frame, i) : NULL;
+      strides[i] = present ? GST_VIDEO_FRAME_PLANE_STRIDE (frame, i) : 0;
     }
-  yuv->kr = kr;
-  yuv->kb = kb;
-  if (info->colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255)
-    {
-      yuv->y_offset = 0;
-      yuv->y_scale = 1.0f / 255;
-      yuv->c_scale = 1.0f / 255;
-    }
-  else
-    {
-      yuv->y_offset = 16;
-      yuv->y_scale = 1.0f / 219;
-      yuv->c_scale = 1.0f / 224;
-    }
+  return TRUE;
 }
 
-/* RGB in [0, 1] of pixel (x, y) of any supported format. */
-static inline void
-read_rgb (const GstVideoFrame *frame, const YuvToRgb *yuv, gint x, gint y, gfloat rgb[3])
+gboolean
+gst_umgclip_frame_to_tensor (UmgClipContext *context, const GstVideoFrame *frame, gint width,
+                             gint height, gfloat *out, GError **error)
 {
-  const guint8 *plane0 = GST_VIDEO_FRAME_PLANE_DATA (frame, 0);
-  const gint stride0 = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0);
-  const guint8 *p;
-  gfloat luma, u, v;
+  UmgClipPixelFormat format;
+  const guint8 *planes[3];
+  gint strides[3];
+  gfloat mean[3], std[3];
 
-  switch (GST_VIDEO_FRAME_FORMAT (frame))
-    {
-    case GST_VIDEO_FORMAT_RGB:
-      p = plane0 + y * stride0 + 3 * x;
-      rgb[0] = p[0] / 255.0f, rgb[1] = p[1] / 255.0f, rgb[2] = p[2] / 255.0f;
-      return;
-    case GST_VIDEO_FORMAT_RGBA:
-    case GST_VIDEO_FORMAT_RGBx:
-      p = plane0 + y * stride0 + 4 * x;
-      rgb[0] = p[0] / 255.0f, rgb[1] = p[1] / 255.0f, rgb[2] = p[2] / 255.0f;
-      return;
-    case GST_VIDEO_FORMAT_BGRx:
-    case GST_VIDEO_FORMAT_BGRA:
-      p = plane0 + y * stride0 + 4 * x;
-      rgb[0] = p[2] / 255.0f, rgb[1] = p[1] / 255.0f, rgb[2] = p[0] / 255.0f;
-      return;
-    case GST_VIDEO_FORMAT_NV12:
-      {
-        const guint8 *uv = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (frame, 1)
-                           + (y / 2) * GST_VIDEO_FRAME_PLANE_STRIDE (frame, 1) + (x / 2) * 2;
-        luma = plane0[y * stride0 + x];
-        u = uv[0];
-        v = uv[1];
-        break;
-      }
-    case GST_VIDEO_FORMAT_I420:
-      luma = plane0[y * stride0 + x];
-      u = ((const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (
-          frame, 1))[(y / 2) * GST_VIDEO_FRAME_PLANE_STRIDE (frame, 1) + x / 2];
-      v = ((const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (
-          frame, 2))[(y / 2) * GST_VIDEO_FRAME_PLANE_STRIDE (frame, 2) + x / 2];
-      break;
-    default:
-      /* Caps negotiation refuses every other format. */
-      rgb[0] = rgb[1] = rgb[2] = 0;
-      return;
-    }
-
-  {
-    gfloat yy = (luma - yuv->y_offset) * yuv->y_scale;
-    gfloat cb = (u - 128) * yuv->c_scale, cr = (v - 128) * yuv->c_scale;
-    gfloat r = yy + 2 * (1 - yuv->kr) * cr;
-    gfloat b = yy + 2 * (1 - yuv->kb) * cb;
-    gfloat g = (yy - yuv->kr * r - yuv->kb * b) / (1 - yuv->kr - yuv->kb);
-    rgb[0] = CLAMP (r, 0.0f, 1.0f);
-    rgb[1] = CLAMP (g, 0.0f, 1.0f);
-    rgb[2] = CLAMP (b, 0.0f, 1.0f);
-  }
-}
-
-/* Source coordinate sampled by output index i with half-pixel centres, as the usual bilinear
- * resize (align_corners = False), clamped at the edges. */
-static inline void
-bilinear_tap (gint i, gint in_size, gint out_size, gint *first, gint *second, gfloat *weight)
-{
-  gfloat source = (i + 0.5f) * in_size / out_size - 0.5f;
-  gint below;
-  if (source < 0)
-    source = 0;
-  below = (gint) source;
-  if (below > in_size - 1)
-    below = in_size - 1;
-  *first = below;
-  *second = MIN (below + 1, in_size - 1);
-  *weight = source - below;
-}
-
-void
-gst_umgclip_frame_to_tensor (const GstVideoFrame *frame, gint width, gint height,
-                             const gfloat mean[3], const gfloat std[3], gfloat *out)
-{
-  const gint frame_width = GST_VIDEO_FRAME_WIDTH (frame);
-  const gint frame_height = GST_VIDEO_FRAME_HEIGHT (frame);
-  const gsize plane = (gsize) width * height;
-  YuvToRgb yuv;
-
-  yuv_to_rgb_init (&yuv, &frame->info);
-  for (gint oy = 0; oy < height; oy++)
-    {
-      gint y0, y1;
-      gfloat wy;
-      bilinear_tap (oy, frame_height, height, &y0, &y1, &wy);
-      for (gint ox = 0; ox < width; ox++)
-        {
-          gint x0, x1;
-          gfloat wx, a[3], b[3], c[3], d[3];
-          bilinear_tap (ox, frame_width, width, &x0, &x1, &wx);
-          read_rgb (frame, &yuv, x0, y0, a);
-          read_rgb (frame, &yuv, x1, y0, b);
-          read_rgb (frame, &yuv, x0, y1, c);
-          read_rgb (frame, &yuv, x1, y1, d);
-          for (gint channel = 0; channel < 3; channel++)
-            {
-              gfloat top = a[channel] + (b[channel] - a[channel]) * wx;
-              gfloat bottom = c[channel] + (d[channel] - c[channel]) * wx;
-              gfloat value = top + (bottom - top) * wy;
-              out[channel * plane + (gsize) oy * width + ox]
-                  = (value - mean[channel]) / std[channel];
-            }
-        }
-    }
+  if (!frame_layout (frame, &format, planes, strides, error))
+    return FALSE;
+  umgclip_get_pixel_stats (context, mean, std);
+  return umgclip_frame_to_tensor (format, planes, strides, GST_VIDEO_FRAME_WIDTH (frame),
+                                  GST_VIDEO_FRAME_HEIGHT (frame), width, height, mean, std, out,
+                                  error);
 }
 
 /* ---- features ---- */
@@ -567,6 +454,9 @@ gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideoFrame *fr
   const UmgClipInfo *info;
   UmgClipDenseMode dense_mode;
   UmgClipImageRequest request = { 0 };
+  UmgClipPixelFormat format;
+  const guint8 *planes[3];
+  gint strides[3];
   gpointer state = NULL;
   GstMeta *meta;
   guint grid_width, grid_height;
@@ -602,17 +492,19 @@ gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideoFrame *fr
       return TRUE;
     }
 
-  gst_umgclip_frame_to_tensor (frame, priv->input_width, priv->input_height, gst_umgclip_clip_mean,
-                               gst_umgclip_clip_std, priv->pixels);
   request.dense_mode = dense_mode;
   request.embedding = priv->embedding;
   request.dense = want_dense ? priv->dense : NULL;
-  if (!umgclip_encode_image (context, priv->pixels, priv->input_width, priv->input_height, &request,
-                             error))
+  /* the frame goes to the backend as it is mapped: conversion, resizing and normalisation run
+   * there (a compute shader on Vulkan) */
+  if (!frame_layout (frame, &format, planes, strides, error)
+      || !umgclip_encode_frame (context, format, planes, strides, GST_VIDEO_FRAME_WIDTH (frame),
+                                GST_VIDEO_FRAME_HEIGHT (frame), priv->input_width,
+                                priv->input_height, &request, error))
     return FALSE;
   umgclip_l2_normalize (priv->embedding, features->dim);
   features->embedding = priv->embedding;
-  features->pixels = priv->pixels;
+  features->computed = TRUE;
   if (want_dense)
     {
       for (guint cell = 0; cell < grid_width * grid_height; cell++)
@@ -644,7 +536,6 @@ release_resources (GstUmgClipFilter *filter)
   g_clear_pointer (&priv->labels, gst_umgclip_labels_unref);
   g_mutex_unlock (&priv->labels_lock);
   gst_clear_buffer (&priv->last_result);
-  g_clear_pointer (&priv->pixels, g_free);
   g_clear_pointer (&priv->embedding, g_free);
   g_clear_pointer (&priv->dense, g_free);
   g_clear_pointer (&priv->file_labels, g_strfreev);
@@ -703,7 +594,6 @@ gst_umgclip_filter_start (GstBaseTransform *trans)
   size = input_size > 0 ? (gint) input_size : info->image_size;
   size = MAX (patch, (size + patch / 2) / patch * patch);
   priv->input_width = priv->input_height = size;
-  priv->pixels = g_new (gfloat, 3 * (gsize) size * size);
   priv->embedding = g_new (gfloat, info->embed_dim);
   priv->dense = g_new (gfloat, (gsize) (size / patch) * (size / patch) * info->embed_dim);
   GST_INFO_OBJECT (filter, "model %s on %s, network input %dx%d", model_dir, info->backend, size,
@@ -867,7 +757,7 @@ gst_umgclip_filter_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
   GST_OBJECT_UNLOCK (filter);
   priv->frames_until_inference = interval - 1;
 
-  post_inference_message (filter, buffer, elapsed, features.pixels != NULL);
+  post_inference_message (filter, buffer, elapsed, features.computed);
   update_latency (filter, elapsed);
   return GST_FLOW_OK;
 }

@@ -31,9 +31,9 @@ typedef struct
   guint grid_width, grid_height;
   guint input_width, input_height; /* network input, in pixels */
   UmgClipDenseMode dense_mode;
-  /* The network input [3, input_height, input_width] (normalised), or NULL when the features
-   * were taken from an upstream GstUmgClipEmbeddingMeta instead of running the backbone. */
-  const gfloat *pixels;
+  /* TRUE when this element ran the backbone, FALSE when the features were taken from an
+   * upstream GstUmgClipEmbeddingMeta. */
+  gboolean computed;
 } GstUmgClipFeatures;
 
 /* The current label list with its normalised text embeddings. An immutable snapshot:
@@ -88,16 +88,11 @@ gboolean gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideo
                                               gboolean want_dense, GstUmgClipFeatures *features,
                                               GError **error);
 
-/* Frame -> network input: the whole frame (no crop, aspect not kept, so dense maps cover every
- * frame pixel) resized bilinearly to width × height, RGB, scaled to [0, 1] and normalised with
- * mean / std. out: [3, height, width]. Host code for now, kept in this one function so a
- * shader version can replace it. */
-void gst_umgclip_frame_to_tensor (const GstVideoFrame *frame, gint width, gint height,
-                                  const gfloat mean[3], const gfloat std[3], gfloat *out);
-
-/* CLIP's pixel statistics. The runtime reads a model's own values from its config but does not
- * expose them yet, so the elements use these for every model. */
-extern const gfloat gst_umgclip_clip_mean[3];
-extern const gfloat gst_umgclip_clip_std[3];
+/* Frame -> network input on the host: the whole frame (no crop, aspect not kept, so dense maps
+ * cover every frame pixel) resized bilinearly to width × height, normalised with the model's
+ * pixel statistics; out: [3, height, width]. The elements' own passes do this on the backend
+ * (umgclip_encode_frame); this is for work outside them, such as re-encoding crops. */
+gboolean gst_umgclip_frame_to_tensor (UmgClipContext *context, const GstVideoFrame *frame,
+                                      gint width, gint height, gfloat *out, GError **error);
 
 G_END_DECLS
