@@ -393,20 +393,32 @@ gst_umgclip_filter_get_labels (GstUmgClipFilter *filter, GError **error)
 
 /* ---- frame conversion ---- */
 
-/* The runtime's view of a mapped frame: its pixel format, planes and strides. */
+/* The runtime's view of a mapped frame: format, planes, strides and, for YUV, the colour
+ * matrix and range from the caps' colorimetry. */
 static gboolean
-frame_layout (const GstVideoFrame *frame, UmgClipPixelFormat *format, const guint8 *planes[3],
-              gint strides[3], GError **error)
+frame_layout (const GstVideoFrame *frame, UmgClipFrame *out, GError **error)
 {
+  const GstVideoColorimetry *colorimetry = &frame->info.colorimetry;
+  gdouble kr, kb;
+
+  memset (out, 0, sizeof *out);
   if (!umgclip_pixel_format_parse (gst_video_format_to_string (GST_VIDEO_FRAME_FORMAT (frame)),
-                                   format, error))
+                                   &out->format, error))
     return FALSE;
-  for (guint i = 0; i < 3; i++)
+  out->width = GST_VIDEO_FRAME_WIDTH (frame);
+  out->height = GST_VIDEO_FRAME_HEIGHT (frame);
+  for (guint i = 0; i < GST_VIDEO_FRAME_N_PLANES (frame) && i < 3; i++)
     {
-      gboolean present = i < GST_VIDEO_FRAME_N_PLANES (frame);
-      planes[i] = present ? GST_VIDEO_FRAME_PLANE_DATA (frame, i) : NULL;
-      strides[i] = present ? GST_VIDEO_FRAME_PLANE_STRIDE (frame, i) : 0;
+      out->planes[i] = GST_VIDEO_FRAME_PLANE_DATA (frame, i);
+      out->strides[i] = GST_VIDEO_FRAME_PLANE_STRIDE (frame, i);
     }
+  /* unknown matrices fall back to BT.601 in the runtime */
+  if (gst_video_color_matrix_get_Kr_Kb (colorimetry->matrix, &kr, &kb))
+    {
+      out->kr = kr;
+      out->kb = kb;
+    }
+  out->full_range = colorimetry->range == GST_VIDEO_COLOR_RANGE_0_255;
   return TRUE;
 }
 
@@ -414,17 +426,13 @@ gboolean
 gst_umgclip_frame_to_tensor (UmgClipContext *context, const GstVideoFrame *frame, gint width,
                              gint height, gfloat *out, GError **error)
 {
-  UmgClipPixelFormat format;
-  const guint8 *planes[3];
-  gint strides[3];
+  UmgClipFrame layout;
   gfloat mean[3], std[3];
 
-  if (!frame_layout (frame, &format, planes, strides, error))
+  if (!frame_layout (frame, &layout, error))
     return FALSE;
   umgclip_get_pixel_stats (context, mean, std);
-  return umgclip_frame_to_tensor (format, planes, strides, GST_VIDEO_FRAME_WIDTH (frame),
-                                  GST_VIDEO_FRAME_HEIGHT (frame), width, height, mean, std, out,
-                                  error);
+  return umgclip_frame_to_tensor (&layout, width, height, mean, std, out, error);
 }
 
 /* ---- features ---- */
@@ -454,9 +462,7 @@ gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideoFrame *fr
   const UmgClipInfo *info;
   UmgClipDenseMode dense_mode;
   UmgClipImageRequest request = { 0 };
-  UmgClipPixelFormat format;
-  const guint8 *planes[3];
-  gint strides[3];
+  UmgClipFrame layout;
   gpointer state = NULL;
   GstMeta *meta;
   guint grid_width, grid_height;
@@ -497,10 +503,9 @@ gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideoFrame *fr
   request.dense = want_dense ? priv->dense : NULL;
   /* the frame goes to the backend as it is mapped: conversion, resizing and normalisation run
    * there (a compute shader on Vulkan) */
-  if (!frame_layout (frame, &format, planes, strides, error)
-      || !umgclip_encode_frame (context, format, planes, strides, GST_VIDEO_FRAME_WIDTH (frame),
-                                GST_VIDEO_FRAME_HEIGHT (frame), priv->input_width,
-                                priv->input_height, &request, error))
+  if (!frame_layout (frame, &layout, error)
+      || !umgclip_encode_frame (context, &layout, priv->input_width, priv->input_height, &request,
+                                error))
     return FALSE;
   umgclip_l2_normalize (priv->embedding, features->dim);
   features->embedding = priv->embedding;

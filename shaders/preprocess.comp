@@ -2,8 +2,8 @@
 /* A video frame to the normalised network input [3, out_h, out_w], as
  * umgclip_frame_to_tensor (src/frame.c) does on the CPU: each output pixel reads four source
  * pixels at PyTorch's bilinear taps (half-pixel centres, align_corners = false), converts them
- * to RGB from the frame's layout (BT.601 limited range for NV12 / I420, chroma of the covering
- * sample), interpolates, then applies value · gain + offset = (value / 255 - mean) / std.
+ * to RGB from the frame's layout (for NV12 / I420 the frame's colour matrix and range, chroma
+ * of the covering sample), interpolates, then applies value · gain + offset = (value / 255 - mean) / std.
  * The frame is uploaded as it arrived: bytes packed in 32-bit words, little-endian, each plane
  * at its byte offset with its stride. One invocation per output pixel. */
 layout (constant_id = 0) const uint WORKGROUP_SIZE = 256;
@@ -20,13 +20,13 @@ layout (push_constant) uniform Params
   uint offset_frame, offset_dst;
   float gain0, gain1, gain2;
   float bias0, bias1, bias2;
+  /* YUV → RGB (UmgYuvCoefficients) */
+  float luma_gain, luma_offset, chroma_gain;
+  float r_cr, g_cb, g_cr, b_cb;
 } p;
 
 /* UmgClipPixelFormat */
 const uint RGB = 0, RGBA = 1, RGBX = 2, BGRX = 3, BGRA = 4, NV12 = 5, I420 = 6;
-
-const float KR = 0.299, KB = 0.114, KG = 1.0 - KR - KB;
-const float LUMA_GAIN = 255.0 / 219.0, CHROMA_GAIN = 255.0 / 224.0;
 
 float
 byte_at (uint index)
@@ -58,12 +58,10 @@ read_pixel (uint x, uint y)
       cb = byte_at (p.plane1 + (y / 2u) * p.stride1 + x / 2u);
       cr = byte_at (p.plane2 + (y / 2u) * p.stride2 + x / 2u);
     }
-  precise float scaled_luma = LUMA_GAIN * (luma - 16.0);
-  precise float pb = CHROMA_GAIN * (cb - 128.0), pr = CHROMA_GAIN * (cr - 128.0);
-  precise vec3 rgb = vec3 (scaled_luma + 2.0 * (1.0 - KR) * pr,
-                           scaled_luma - 2.0 * KB * (1.0 - KB) / KG * pb
-                               - 2.0 * KR * (1.0 - KR) / KG * pr,
-                           scaled_luma + 2.0 * (1.0 - KB) * pb);
+  precise float scaled_luma = p.luma_gain * (luma - p.luma_offset);
+  precise float pb = p.chroma_gain * (cb - 128.0), pr = p.chroma_gain * (cr - 128.0);
+  precise vec3 rgb = vec3 (scaled_luma + p.r_cr * pr, scaled_luma - p.g_cb * pb - p.g_cr * pr,
+                           scaled_luma + p.b_cb * pb);
   return clamp (rgb, 0.0, 255.0);
 }
 

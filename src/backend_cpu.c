@@ -832,14 +832,23 @@ execute_op (UmgCpuBackend *cpu, UmgPlan *plan, const UmgOp *op, guint position, 
       return TRUE;
     case UMG_OP_PREPROCESS:
       {
+        const __typeof__ (op->p.preprocess) *pre = &op->p.preprocess;
         const guint8 *bytes = (const guint8 *) src0;
-        const guint8 *planes[3]
-            = { bytes + op->p.preprocess.offsets[0], bytes + op->p.preprocess.offsets[1],
-                bytes + op->p.preprocess.offsets[2] };
-        return umgclip_frame_to_tensor (op->p.preprocess.format, planes, op->p.preprocess.strides,
-                                        op->p.preprocess.width, op->p.preprocess.height,
-                                        op->p.preprocess.out_w, op->p.preprocess.out_h,
-                                        op->p.preprocess.mean, op->p.preprocess.std, dst, error);
+        UmgClipFrame frame = {
+          .format = pre->format,
+          .width = pre->width,
+          .height = pre->height,
+          .kr = pre->kr,
+          .kb = pre->kb,
+          .full_range = pre->full_range,
+        };
+        for (gint i = 0; i < 3; i++)
+          {
+            frame.planes[i] = bytes + pre->offsets[i];
+            frame.strides[i] = pre->strides[i];
+          }
+        return umgclip_frame_to_tensor (&frame, pre->out_w, pre->out_h, pre->mean, pre->std, dst,
+                                        error);
       }
     case UMG_N_OPS:
       break;

@@ -90,6 +90,7 @@ typedef struct
   guint32 strides[3], planes[3];
   guint32 offset_frame, offset_dst;
   gfloat gain[3], bias[3];
+  UmgYuvCoefficients yuv;
 } PreprocessParams;
 
 typedef enum
@@ -1052,6 +1053,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
             params.gain[i] = 1.0f / (255.0f * pre->std[i]);
             params.bias[i] = -pre->mean[i] / pre->std[i];
           }
+        umg_yuv_coefficients (pre->kr, pre->kb, pre->full_range, &params.yuv);
         for (guint i = 0; i < n_planes; i++)
           end = MAX (end, (gsize) pre->offsets[i] + bytes[i]);
         requests[0] = input_binding (op->src[0], (end + 3) / 4, "frame");

@@ -344,10 +344,11 @@ encode_vision (UmgClipContext *ctx, UmgVisionSpec *spec, const void *input,
       return FALSE;
     }
   key = g_strdup_printf (
-      "vision %dx%d dense=%d mode=%s boxes=%d frame=%d %dx%d %d,%d,%d", spec->width, spec->height,
-      spec->dense, spec->dense ? umgclip_dense_mode_name (spec->dense_mode) : "-",
+      "vision %dx%d dense=%d mode=%s boxes=%d frame=%d %dx%d %d,%d,%d yuv=%g,%g,%d", spec->width,
+      spec->height, spec->dense, spec->dense ? umgclip_dense_mode_name (spec->dense_mode) : "-",
       spec->box_capacity, spec->frame_format, spec->frame_width, spec->frame_height,
-      spec->frame_strides[0], spec->frame_strides[1], spec->frame_strides[2]);
+      spec->frame_strides[0], spec->frame_strides[1], spec->frame_strides[2], spec->frame_kr,
+      spec->frame_kb, spec->frame_full_range);
 
   embedding = g_new (gfloat, embed);
   if (spec->dense)
@@ -386,16 +387,18 @@ umgclip_encode_image (UmgClipContext *ctx, const gfloat *pixels, gint width, gin
 }
 
 gboolean
-umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format, const guint8 *const planes[3],
-                      const gint strides[3], gint frame_width, gint frame_height, gint width,
-                      gint height, UmgClipImageRequest *request, GError **error)
+umgclip_encode_frame (UmgClipContext *ctx, const UmgClipFrame *frame, gint width, gint height,
+                      UmgClipImageRequest *request, GError **error)
 {
   UmgVisionSpec spec = {
     .width = width,
     .height = height,
-    .frame_format = format,
-    .frame_width = frame_width,
-    .frame_height = frame_height,
+    .frame_format = frame->format,
+    .frame_width = frame->width,
+    .frame_height = frame->height,
+    .frame_kr = frame->kr,
+    .frame_kb = frame->kb,
+    .frame_full_range = frame->full_range,
   };
   g_autofree guint8 *packed = NULL;
   gsize bytes[3];
@@ -404,13 +407,13 @@ umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format, const guin
   const gfloat unit[3] = { 1, 1, 1 };
 
   /* the CPU conversion validates the layout (sizes, strides, planes) with its messages */
-  if (!umgclip_frame_to_tensor (format, planes, strides, frame_width, frame_height, 1, 1, unit,
-                                unit, &probe, error))
+  if (!umgclip_frame_to_tensor (frame, 1, 1, unit, unit, &probe, error))
     return FALSE;
-  n_planes = umg_frame_plane_bytes (format, frame_width, frame_height, strides, bytes);
+  n_planes
+      = umg_frame_plane_bytes (frame->format, frame->width, frame->height, frame->strides, bytes);
   for (guint i = 0; i < n_planes; i++)
     {
-      spec.frame_strides[i] = strides[i];
+      spec.frame_strides[i] = frame->strides[i];
       spec.frame_offsets[i] = spec.frame_bytes;
       spec.frame_bytes += (bytes[i] + 3) / 4 * 4;
     }
@@ -422,7 +425,7 @@ umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format, const guin
     }
   packed = g_malloc0 ((spec.frame_bytes + 3) / 4 * 4);
   for (guint i = 0; i < n_planes; i++)
-    memcpy (packed + spec.frame_offsets[i], planes[i], bytes[i]);
+    memcpy (packed + spec.frame_offsets[i], frame->planes[i], bytes[i]);
   return encode_vision (ctx, &spec, packed, request, error);
 }
 

@@ -58,26 +58,40 @@ umgclip_pixel_format_name (UmgClipPixelFormat format)
   return NULL;
 }
 
-/* BT.601: Kr = 0.299, Kb = 0.114; limited range puts luma on 16..235 (219 steps) and chroma
- * on 16..240 (224 steps) around 128. */
-#define KR 0.299f
-#define KB 0.114f
-#define KG (1.0f - KR - KB)
-#define LUMA_GAIN (255.0f / 219.0f)
-#define CHROMA_GAIN (255.0f / 224.0f)
+void
+umg_yuv_coefficients (gfloat kr, gfloat kb, gboolean full_range, UmgYuvCoefficients *c)
+{
+  gfloat kg;
+  if (kr <= 0.0f || kb <= 0.0f || kr + kb >= 1.0f)
+    {
+      /* BT.601 */
+      kr = 0.299f;
+      kb = 0.114f;
+    }
+  kg = 1.0f - kr - kb;
+  /* limited range puts luma on 16..235 (219 steps) and chroma on 16..240 (224 steps) */
+  c->luma_gain = full_range ? 1.0f : 255.0f / 219.0f;
+  c->luma_offset = full_range ? 0.0f : 16.0f;
+  c->chroma_gain = full_range ? 1.0f : 255.0f / 224.0f;
+  c->r_cr = 2.0f * (1.0f - kr);
+  c->g_cb = 2.0f * kb * (1.0f - kb) / kg;
+  c->g_cr = 2.0f * kr * (1.0f - kr) / kg;
+  c->b_cb = 2.0f * (1.0f - kb);
+}
 
 typedef struct
 {
-  UmgClipPixelFormat format;
-  const guint8 *const *planes;
-  const gint *strides;
+  const UmgClipFrame *frame;
+  UmgYuvCoefficients yuv;
 } FrameView;
 
 /* One source pixel as R, G, B on 0..255. Chroma of 4:2:0 formats is taken from the sample
  * covering the pixel (no chroma interpolation), as most converters do. */
 static inline void
-read_pixel (const FrameView *frame, gint x, gint y, gfloat rgb[3])
+read_pixel (const FrameView *view, gint x, gint y, gfloat rgb[3])
 {
+  const UmgClipFrame *frame = view->frame;
+  const UmgYuvCoefficients *c = &view->yuv;
   const guint8 *row = frame->planes[0] + (gsize) y * frame->strides[0];
   gint luma, cb, cr;
 
@@ -108,13 +122,11 @@ read_pixel (const FrameView *frame, gint x, gint y, gfloat rgb[3])
       break;
     }
 
-  gfloat scaled_luma = LUMA_GAIN * (luma - 16);
-  gfloat pb = CHROMA_GAIN * (cb - 128), pr = CHROMA_GAIN * (cr - 128);
-  rgb[0] = CLAMP (scaled_luma + 2.0f * (1.0f - KR) * pr, 0.0f, 255.0f);
-  rgb[1]
-      = CLAMP (scaled_luma - 2.0f * KB * (1.0f - KB) / KG * pb - 2.0f * KR * (1.0f - KR) / KG * pr,
-               0.0f, 255.0f);
-  rgb[2] = CLAMP (scaled_luma + 2.0f * (1.0f - KB) * pb, 0.0f, 255.0f);
+  gfloat scaled_luma = c->luma_gain * (luma - c->luma_offset);
+  gfloat pb = c->chroma_gain * (cb - 128), pr = c->chroma_gain * (cr - 128);
+  rgb[0] = CLAMP (scaled_luma + c->r_cr * pr, 0.0f, 255.0f);
+  rgb[1] = CLAMP (scaled_luma - c->g_cb * pb - c->g_cr * pr, 0.0f, 255.0f);
+  rgb[2] = CLAMP (scaled_luma + c->b_cb * pb, 0.0f, 255.0f);
 }
 
 static gboolean
@@ -184,15 +196,16 @@ check_frame (UmgClipPixelFormat format, const guint8 *const planes[3], const gin
 }
 
 gboolean
-umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const planes[3],
-                         const gint strides[3], gint width, gint height, gint out_w, gint out_h,
-                         const gfloat mean[3], const gfloat std[3], gfloat *out, GError **error)
+umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, const gfloat mean[3],
+                         const gfloat std[3], gfloat *out, GError **error)
 {
-  const FrameView frame = { format, planes, strides };
+  FrameView view = { frame };
+  const gint width = frame->width, height = frame->height;
   gfloat gain[3], offset[3];
 
-  if (!check_frame (format, planes, strides, width, height, error))
+  if (!check_frame (frame->format, frame->planes, frame->strides, width, height, error))
     return FALSE;
+  umg_yuv_coefficients (frame->kr, frame->kb, frame->full_range, &view.yuv);
   if (out_w <= 0 || out_h <= 0 || out_w > G_MAXINT / out_h)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
@@ -225,10 +238,10 @@ umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const planes[3
         {
           const UmgBilinearTap tx = taps_x[ox];
           gfloat top_left[3], top_right[3], bottom_left[3], bottom_right[3];
-          read_pixel (&frame, tx.lo, ty.lo, top_left);
-          read_pixel (&frame, tx.hi, ty.lo, top_right);
-          read_pixel (&frame, tx.lo, ty.hi, bottom_left);
-          read_pixel (&frame, tx.hi, ty.hi, bottom_right);
+          read_pixel (&view, tx.lo, ty.lo, top_left);
+          read_pixel (&view, tx.hi, ty.lo, top_right);
+          read_pixel (&view, tx.lo, ty.hi, bottom_left);
+          read_pixel (&view, tx.hi, ty.hi, bottom_right);
           for (gint c = 0; c < 3; c++)
             {
               gfloat top = (1.0f - tx.frac) * top_left[c] + tx.frac * top_right[c];

@@ -23,4 +23,15 @@ void umg_bilinear_taps (gint in_size, gint out_size, UmgBilinearTap *taps);
 guint umg_frame_plane_bytes (gint format, gint width, gint height, const gint strides[3],
                              gsize bytes[3]);
 
+/* The YUV → RGB arithmetic of a frame, shared by the CPU conversion and the shader:
+ * luma gain and offset, chroma gain, then the Cr→R, Cb→G, Cr→G and Cb→B coefficients. */
+typedef struct
+{
+  gfloat luma_gain, luma_offset, chroma_gain;
+  gfloat r_cr, g_cb, g_cr, b_cb;
+} UmgYuvCoefficients;
+
+void umg_yuv_coefficients (gfloat kr, gfloat kb, gboolean full_range,
+                           UmgYuvCoefficients *coefficients);
+
 G_END_DECLS

@@ -166,6 +166,8 @@ typedef struct
     {
       gint format, width, height, out_w, out_h;
       gint strides[3], offsets[3]; /* bytes, per plane */
+      gfloat kr, kb;               /* YUV matrix, as UmgClipFrame */
+      gboolean full_range;
       gfloat mean[3], std[3];
     } preprocess;
   } p;

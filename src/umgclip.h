@@ -106,10 +106,8 @@ void umgclip_l2_normalize (gfloat *v, gsize n);
 /* ---- Video frames to network input (frame.c) ---- */
 
 /* Frame layouts accepted without conversion by the caller: packed 8-bit RGB variants
- * (stride in bytes per row) and 4:2:0 YUV, BT.601 limited range (Y on 16..235, Cb / Cr on
- * 16..240): R = 1.164 (Y-16) + 1.596 (Cr-128), G = 1.164 (Y-16) - 0.392 (Cb-128) - 0.813
- * (Cr-128), B = 1.164 (Y-16) + 2.017 (Cb-128), clamped to 0..255; each pixel uses the chroma
- * sample that covers it. Names as GStreamer's video formats. */
+ * (stride in bytes per row) and 4:2:0 YUV; each YUV pixel uses the chroma sample that covers
+ * it. Names as GStreamer's video formats. */
 typedef enum
 {
   UMGCLIP_FORMAT_RGB,  /* plane 0: R G B */
@@ -125,25 +123,38 @@ typedef enum
 gboolean umgclip_pixel_format_parse (const gchar *name, UmgClipPixelFormat *format, GError **error);
 const gchar *umgclip_pixel_format_name (UmgClipPixelFormat format);
 
-/* Convert a width × height frame to the network's input: colour conversion to RGB, bilinear
- * resize to out_w × out_h (half-pixel centres, edge clamp, no antialias: PyTorch's
- * F.interpolate (mode="bilinear", align_corners=False)), then (value / 255 - mean) / std per
- * channel. The aspect ratio is not kept: crop or letterbox by passing offset planes and a
- * smaller width / height. Planes the format does not use are ignored (may be NULL).
- * out: [3, out_h, out_w] float32. */
-gboolean umgclip_frame_to_tensor (UmgClipPixelFormat format, const guint8 *const planes[3],
-                                  const gint strides[3], gint width, gint height, gint out_w,
-                                  gint out_h, const gfloat mean[3], const gfloat std[3],
-                                  gfloat *out, GError **error);
+/* A video frame as captured. For YUV formats, kr / kb give the colour matrix (0, 0: BT.601,
+ * Kr 0.299, Kb 0.114; BT.709 is 0.2126, 0.0722) and full_range says whether luma and chroma
+ * use 0..255 rather than the limited 16..235 / 16..240:
+ *   R = Y' + 2 (1 - Kr) Cr',  G = Y' - 2 Kb (1 - Kb) / Kg Cb' - 2 Kr (1 - Kr) / Kg Cr',
+ *   B = Y' + 2 (1 - Kb) Cb',  Kg = 1 - Kr - Kb,
+ * with Y' = 255 / 219 (Y - 16), Cb' = 255 / 224 (Cb - 128) in limited range (Y' = Y,
+ * Cb' = Cb - 128 in full range), clamped to 0..255. */
+typedef struct
+{
+  UmgClipPixelFormat format;
+  gint width, height;
+  const guint8 *planes[3]; /* planes the format does not use are ignored (may be NULL) */
+  gint strides[3];         /* bytes per row */
+  gfloat kr, kb;
+  gboolean full_range;
+} UmgClipFrame;
+
+/* Convert a frame to the network's input: colour conversion to RGB, bilinear resize to
+ * out_w × out_h (half-pixel centres, edge clamp, no antialias: PyTorch's F.interpolate
+ * (mode="bilinear", align_corners=False)), then (value / 255 - mean) / std per channel. The
+ * aspect ratio is not kept: crop or letterbox by passing offset planes and a smaller width /
+ * height. out: [3, out_h, out_w] float32. */
+gboolean umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h,
+                                  const gfloat mean[3], const gfloat std[3], gfloat *out,
+                                  GError **error);
 
 /* One vision pass on a video frame as it was captured: the frame is uploaded once and
  * converted, resized to width × height (the network input) and normalised by the backend
  * (a compute shader on Vulkan), with exactly the arithmetic of umgclip_frame_to_tensor.
- * The last plane of a frame may end right after its last pixel. */
-gboolean umgclip_encode_frame (UmgClipContext *ctx, UmgClipPixelFormat format,
-                               const guint8 *const planes[3], const gint strides[3],
-                               gint frame_width, gint frame_height, gint width, gint height,
-                               UmgClipImageRequest *request, GError **error);
+ * The last row of each plane may end right after its last pixel. */
+gboolean umgclip_encode_frame (UmgClipContext *ctx, const UmgClipFrame *frame, gint width,
+                               gint height, UmgClipImageRequest *request, GError **error);
 
 /* The model's pixel normalisation (RGB order, on values scaled to 0..1). */
 void umgclip_get_pixel_stats (UmgClipContext *ctx, gfloat mean[3], gfloat std[3]);

@@ -220,6 +220,9 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
       op.p.preprocess.height = spec->frame_height;
       op.p.preprocess.out_w = spec->width;
       op.p.preprocess.out_h = spec->height;
+      op.p.preprocess.kr = spec->frame_kr;
+      op.p.preprocess.kb = spec->frame_kb;
+      op.p.preprocess.full_range = spec->frame_full_range;
       for (gint i = 0; i < 3; i++)
         {
           op.p.preprocess.strides[i] = spec->frame_strides[i];

@@ -18,6 +18,8 @@ typedef struct
   gint frame_format;
   gint frame_width, frame_height;
   gint frame_strides[3], frame_offsets[3]; /* bytes, per plane, in the packed frame */
+  gfloat frame_kr, frame_kb;
+  gboolean frame_full_range;
   gsize frame_bytes;
 } UmgVisionSpec;
 

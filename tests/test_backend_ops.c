@@ -760,6 +760,13 @@ check_preprocess (UmgClipPixelFormat format, gint width, gint height, gint out_w
   op.p.preprocess.height = height;
   op.p.preprocess.out_w = out_w;
   op.p.preprocess.out_h = out_h;
+  if (format == UMGCLIP_FORMAT_I420)
+    {
+      /* BT.709, full range, as HD cameras send */
+      op.p.preprocess.kr = 0.2126f;
+      op.p.preprocess.kb = 0.0722f;
+      op.p.preprocess.full_range = TRUE;
+    }
   for (gint i = 0; i < n_planes; i++)
     {
       gint row_bytes = i == 0 ? width * bytes_per_pixel[format]

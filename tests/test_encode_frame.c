@@ -25,8 +25,7 @@ relative_error (const gfloat *got, const gfloat *want, gsize n)
 typedef struct
 {
   guint8 *data[3];
-  const guint8 *planes[3];
-  gint strides[3];
+  UmgClipFrame layout;
 } Frame;
 
 static void
@@ -37,19 +36,29 @@ frame_fill (Frame *frame, UmgClipPixelFormat format, gint width, gint height, GR
   gint n_planes = format == UMGCLIP_FORMAT_NV12 ? 2 : format == UMGCLIP_FORMAT_I420 ? 3 : 1;
 
   memset (frame, 0, sizeof *frame);
+  frame->layout.format = format;
+  frame->layout.width = width;
+  frame->layout.height = height;
+  /* YUV frames alternate between BT.601 limited range and BT.709 full range */
+  if (format == UMGCLIP_FORMAT_I420)
+    {
+      frame->layout.kr = 0.2126f;
+      frame->layout.kb = 0.0722f;
+      frame->layout.full_range = TRUE;
+    }
   for (gint i = 0; i < n_planes; i++)
     {
       gint row = i == 0 ? width * bytes_per_pixel[format]
                         : (format == UMGCLIP_FORMAT_NV12 ? 2 * chroma_width : chroma_width);
       gint rows = i == 0 ? height : chroma_rows;
       gsize size;
-      frame->strides[i] = row + 5;
+      frame->layout.strides[i] = row + 5;
       /* the last row ends right after its pixels, as the API allows */
-      size = (gsize) (rows - 1) * frame->strides[i] + row;
+      size = (gsize) (rows - 1) * frame->layout.strides[i] + row;
       frame->data[i] = g_malloc (size);
       for (gsize b = 0; b < size; b++)
         frame->data[i][b] = g_rand_int_range (rand, 0, 256);
-      frame->planes[i] = frame->data[i];
+      frame->layout.planes[i] = frame->data[i];
     }
 }
 
@@ -93,16 +102,14 @@ test_device (gconstpointer data)
       gdouble error_embedding, error_dense;
 
       frame_fill (&frame, format, width, height, rand);
-      umgclip_frame_to_tensor (format, frame.planes, frame.strides, width, height, size, size, mean,
-                               std, pixels, &error);
+      umgclip_frame_to_tensor (&frame.layout, size, size, mean, std, pixels, &error);
       g_assert_no_error (error);
       umgclip_encode_image (ctx, pixels, size, size, &host, &error);
       g_assert_no_error (error);
       /* twice: the second pass reuses the planned graph */
       for (gint pass = 0; pass < 2; pass++)
         {
-          umgclip_encode_frame (ctx, format, frame.planes, frame.strides, width, height, size, size,
-                                &device_side, &error);
+          umgclip_encode_frame (ctx, &frame.layout, size, size, &device_side, &error);
           g_assert_no_error (error);
           error_embedding = relative_error (got, want, embed);
           error_dense = relative_error (got_dense, want_dense, cells * embed);
@@ -120,9 +127,9 @@ test_device (gconstpointer data)
     gfloat embedding[1024];
     UmgClipImageRequest request = { .embedding = embedding };
     frame_fill (&frame, UMGCLIP_FORMAT_RGBX, 16, 8, rand);
-    frame.strides[0] = 10;
-    g_assert_false (umgclip_encode_frame (ctx, UMGCLIP_FORMAT_RGBX, frame.planes, frame.strides, 16,
-                                          8, info->image_size, info->image_size, &request, &error));
+    frame.layout.strides[0] = 10;
+    g_assert_false (umgclip_encode_frame (ctx, &frame.layout, info->image_size, info->image_size,
+                                          &request, &error));
     g_assert_nonnull (strstr (error->message, "stride"));
     g_clear_error (&error);
     frame_clear (&frame);

@@ -8,6 +8,21 @@
 #include <math.h>
 #include <string.h>
 
+/* umgclip_frame_to_tensor on a frame described by its parts (BT.601, limited range). */
+static gboolean
+convert (UmgClipPixelFormat format, const guint8 *const planes[3], const gint strides[3],
+         gint width, gint height, gint out_w, gint out_h, const gfloat mean[3], const gfloat std[3],
+         gfloat *out, GError **error)
+{
+  UmgClipFrame frame = { .format = format, .width = width, .height = height };
+  for (gint i = 0; i < 3; i++)
+    {
+      frame.planes[i] = planes != NULL ? planes[i] : NULL;
+      frame.strides[i] = strides != NULL ? strides[i] : 0;
+    }
+  return umgclip_frame_to_tensor (&frame, out_w, out_h, mean, std, out, error);
+}
+
 static const gchar *golden_dir, *model_dir;
 
 enum
@@ -50,8 +65,8 @@ check_packed (UmgClipPixelFormat format, gint bytes_per_pixel, const gint channe
   const guint8 *planes[3] = { data, NULL, NULL };
   const gint strides[3] = { stride, 0, 0 };
   /* same size: every tap lands on a pixel centre, so values come through exactly */
-  g_assert_true (umgclip_frame_to_tensor (format, planes, strides, WIDTH, HEIGHT, WIDTH, HEIGHT,
-                                          zero_mean, unit_std, out, &error));
+  g_assert_true (convert (format, planes, strides, WIDTH, HEIGHT, WIDTH, HEIGHT, zero_mean,
+                          unit_std, out, &error));
   g_assert_no_error (error);
   for (gint y = 0; y < HEIGHT; y++)
     for (gint x = 0; x < WIDTH; x++)
@@ -151,17 +166,15 @@ test_yuv_formats (void)
 
   const guint8 *nv12_planes[3] = { luma, interleaved, NULL };
   const gint nv12_strides[3] = { luma_stride, nv12_stride, 0 };
-  g_assert_true (umgclip_frame_to_tensor (UMGCLIP_FORMAT_NV12, nv12_planes, nv12_strides, WIDTH,
-                                          HEIGHT, WIDTH, HEIGHT, zero_mean, unit_std, out_nv12,
-                                          &error));
+  g_assert_true (convert (UMGCLIP_FORMAT_NV12, nv12_planes, nv12_strides, WIDTH, HEIGHT, WIDTH,
+                          HEIGHT, zero_mean, unit_std, out_nv12, &error));
   g_assert_no_error (error);
   check_yuv_output (out_nv12);
 
   const guint8 *i420_planes[3] = { luma, cb_plane, cr_plane };
   const gint i420_strides[3] = { luma_stride, i420_stride, i420_stride };
-  g_assert_true (umgclip_frame_to_tensor (UMGCLIP_FORMAT_I420, i420_planes, i420_strides, WIDTH,
-                                          HEIGHT, WIDTH, HEIGHT, zero_mean, unit_std, out_i420,
-                                          &error));
+  g_assert_true (convert (UMGCLIP_FORMAT_I420, i420_planes, i420_strides, WIDTH, HEIGHT, WIDTH,
+                          HEIGHT, zero_mean, unit_std, out_i420, &error));
   g_assert_no_error (error);
   check_yuv_output (out_i420);
   g_assert_cmpmem (out_nv12, sizeof out_nv12, out_i420, sizeof out_i420);
@@ -180,8 +193,7 @@ test_resize_by_hand (void)
   gfloat out[3 * 4];
   g_autoptr (GError) error = NULL;
 
-  g_assert_true (umgclip_frame_to_tensor (UMGCLIP_FORMAT_RGB, planes, strides, 2, 1, 4, 1, mean,
-                                          std, out, &error));
+  g_assert_true (convert (UMGCLIP_FORMAT_RGB, planes, strides, 2, 1, 4, 1, mean, std, out, &error));
   g_assert_no_error (error);
   for (gint c = 0; c < 3; c++)
     for (gint x = 0; x < 4; x++)
@@ -222,8 +234,8 @@ test_resize_golden (void)
       g_autofree gfloat *out = g_new (gfloat, expected.n_elements);
       const guint8 *planes[3] = { rgbx, NULL, NULL };
       const gint strides[3] = { stride, 0, 0 };
-      g_assert_true (umgclip_frame_to_tensor (UMGCLIP_FORMAT_RGBX, planes, strides, width, height,
-                                              out_w, out_h, mean, std, out, &error));
+      g_assert_true (convert (UMGCLIP_FORMAT_RGBX, planes, strides, width, height, out_w, out_h,
+                              mean, std, out, &error));
       g_assert_no_error (error);
       gdouble max_error = 0;
       for (gsize j = 0; j < expected.n_elements; j++)
@@ -243,8 +255,8 @@ expect_argument_error (UmgClipPixelFormat format, const guint8 *const planes[3],
 {
   gfloat out[64];
   g_autoptr (GError) error = NULL;
-  g_assert_false (umgclip_frame_to_tensor (format, planes, strides, width, height, out_w, out_h,
-                                           zero_mean, std, out, &error));
+  g_assert_false (
+      convert (format, planes, strides, width, height, out_w, out_h, zero_mean, std, out, &error));
   g_assert_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT);
   if (strstr (error->message, mentions) == NULL)
     g_error ("\"%s\" does not mention \"%s\"", error->message, mentions);
@@ -286,6 +298,42 @@ test_format_names (void)
   g_assert_false (umgclip_pixel_format_parse ("YUY2", &format, &error));
   g_assert_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "YUY2"));
+}
+
+/* A BT.709 full-range I420 frame of one colour, against the matrix written out in doubles. */
+static void
+test_colorimetry (void)
+{
+  const guint8 luma[4] = { 200, 200, 200, 200 }, cb[1] = { 100 }, cr[1] = { 160 };
+  const gdouble kr = 0.2126, kb = 0.0722, kg = 1 - kr - kb;
+  const gdouble expected[3] = {
+    200 + 2 * (1 - kr) * 32,
+    200 - 2 * kb * (1 - kb) / kg * -28 - 2 * kr * (1 - kr) / kg * 32,
+    200 + 2 * (1 - kb) * -28,
+  };
+  const gfloat zero[3] = { 0, 0, 0 }, unit[3] = { 1, 1, 1 };
+  UmgClipFrame frame = {
+    .format = UMGCLIP_FORMAT_I420,
+    .width = 2,
+    .height = 2,
+    .planes = { luma, cb, cr },
+    .strides = { 2, 1, 1 },
+    .kr = kr,
+    .kb = kb,
+    .full_range = TRUE,
+  };
+  gfloat out[3];
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (umgclip_frame_to_tensor (&frame, 1, 1, zero, unit, out, &error));
+  g_assert_no_error (error);
+  for (gint c = 0; c < 3; c++)
+    g_assert_cmpfloat_with_epsilon (out[c] * 255.0, CLAMP (expected[c], 0, 255), 1e-3);
+  /* the same bytes read as BT.601 limited range give other colours */
+  frame.kr = frame.kb = 0;
+  frame.full_range = FALSE;
+  g_assert_true (umgclip_frame_to_tensor (&frame, 1, 1, zero, unit, out, &error));
+  g_assert_cmpfloat (fabs (out[0] * 255.0 - expected[0]), >, 1);
 }
 
 /* The model's own statistics reach the caller: a copy of the test model with a
@@ -351,6 +399,7 @@ main (int argc, char **argv)
   g_test_add_func ("/frame/resize-golden", test_resize_golden);
   g_test_add_func ("/frame/errors", test_errors);
   g_test_add_func ("/frame/format-names", test_format_names);
+  g_test_add_func ("/frame/colorimetry", test_colorimetry);
   g_test_add_func ("/frame/pixel-stats", test_pixel_stats);
   return g_test_run ();
 }
