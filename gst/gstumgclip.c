@@ -4,6 +4,10 @@
 #include <gst/gst.h>
 
 #include "gstumgclipenc.h"
+#include "gstumgcliptag.h"
+#include "gstumgclipseg.h"
+#include "gstumgclipoverlay.h"
+#include "gstumgclipjson.h"
 #include "umgclipmeta.h"
 
 static gboolean
@@ -15,10 +19,14 @@ plugin_init (GstPlugin *plugin)
   gst_umgclip_embedding_meta_get_info ();
   gst_umgclip_segmentation_meta_get_info ();
   ok |= GST_ELEMENT_REGISTER (umgclipenc, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgcliptag, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgclipseg, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgclipoverlay, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgclipjson, plugin);
   return ok;
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, umgclip,
                    "Open-vocabulary video analytics with CLIP-family models (UMG-CLIP)",
                    plugin_init, PACKAGE_VERSION, "MIT", "gst-umgclip",
-                   "https://github.com/gst-umgclip/gst-umgclip")
+                   "Unknown package origin")

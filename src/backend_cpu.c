@@ -3,6 +3,7 @@
  */
 #include "backend.h"
 #include "frame.h"
+#include "region.h"
 #include "umgclip.h"
 
 #include <cblas.h>
@@ -582,83 +583,11 @@ cpu_copy (const UmgOp *op, const gfloat *src, gfloat *dst)
              op->p.copy.cols * sizeof (gfloat));
 }
 
-/* Adds weight × the bilinear sample at (y, x) of map to sum, with torchvision's roi_align
- * rules for samples on and beyond the border. */
-static void
-roi_add_sample (const UmgOp *op, const gfloat *map, gfloat y, gfloat x, gdouble *sum)
-{
-  gint grid_h = op->p.roi.grid_h, grid_w = op->p.roi.grid_w, cols = op->p.roi.cols;
-  gint y_low, x_low, y_high, x_high;
-  gfloat ly, lx, weights[4];
-  const gfloat *corners[4];
-
-  if (y < -1.0f || y > grid_h || x < -1.0f || x > grid_w)
-    return;
-  y = MAX (y, 0.0f);
-  x = MAX (x, 0.0f);
-  y_low = (gint) y;
-  x_low = (gint) x;
-  if (y_low >= grid_h - 1)
-    {
-      y_low = y_high = grid_h - 1;
-      y = (gfloat) y_low;
-    }
-  else
-    y_high = y_low + 1;
-  if (x_low >= grid_w - 1)
-    {
-      x_low = x_high = grid_w - 1;
-      x = (gfloat) x_low;
-    }
-  else
-    x_high = x_low + 1;
-  ly = y - y_low;
-  lx = x - x_low;
-  weights[0] = (1.0f - ly) * (1.0f - lx);
-  weights[1] = (1.0f - ly) * lx;
-  weights[2] = ly * (1.0f - lx);
-  weights[3] = ly * lx;
-  corners[0] = map + ((gsize) y_low * grid_w + x_low) * cols;
-  corners[1] = map + ((gsize) y_low * grid_w + x_high) * cols;
-  corners[2] = map + ((gsize) y_high * grid_w + x_low) * cols;
-  corners[3] = map + ((gsize) y_high * grid_w + x_high) * cols;
-  for (gint c = 0; c < cols; c++)
-    sum[c] += weights[0] * corners[0][c] + weights[1] * corners[1][c] + weights[2] * corners[2][c]
-              + weights[3] * corners[3][c];
-}
-
 static void
 cpu_roi_align (const UmgOp *op, const gfloat *map, const gfloat *boxes, gfloat *dst)
 {
-  gint cols = op->p.roi.cols, output_size = op->p.roi.output_size;
-  gint sampling = op->p.roi.sampling;
-  g_autofree gdouble *sum = g_new (gdouble, cols);
-  /* Every bin has sampling² samples, so the mean of bin means is the mean of all samples;
-   * samples beyond the map count as zeros. */
-  gdouble n_samples = (gdouble) output_size * output_size * sampling * sampling;
-
-  for (gint box = 0; box < op->p.roi.n_boxes; box++)
-    {
-      const gfloat *corners = boxes + (gsize) box * 4;
-      gfloat x1 = corners[0], y1 = corners[1], x2 = corners[2], y2 = corners[3];
-      gfloat bin_w = (x2 - x1) / output_size, bin_h = (y2 - y1) / output_size;
-      gfloat *out = dst + (gsize) box * cols;
-
-      memset (sum, 0, cols * sizeof (gdouble));
-      for (gint ph = 0; ph < output_size; ph++)
-        for (gint iy = 0; iy < sampling; iy++)
-          {
-            gfloat y = y1 + ph * bin_h + (iy + 0.5f) * bin_h / sampling;
-            for (gint pw = 0; pw < output_size; pw++)
-              for (gint ix = 0; ix < sampling; ix++)
-                {
-                  gfloat x = x1 + pw * bin_w + (ix + 0.5f) * bin_w / sampling;
-                  roi_add_sample (op, map, y, x, sum);
-                }
-          }
-      for (gint c = 0; c < cols; c++)
-        out[c] = (gfloat) (sum[c] / n_samples);
-    }
+  umg_roi_align (map, op->p.roi.grid_h, op->p.roi.grid_w, op->p.roi.cols, boxes, op->p.roi.n_boxes,
+                 op->p.roi.output_size, op->p.roi.sampling, dst);
 }
 
 static void

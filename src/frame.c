@@ -199,7 +199,7 @@ gboolean
 umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, const gfloat mean[3],
                          const gfloat std[3], gfloat *out, GError **error)
 {
-  FrameView view = { frame };
+  FrameView view = { .frame = frame };
   const gint width = frame->width, height = frame->height;
   gfloat gain[3], offset[3];
 

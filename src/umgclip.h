@@ -103,6 +103,16 @@ void umgclip_score (UmgClipContext *ctx, const gfloat *image_embedding,
 
 void umgclip_l2_normalize (gfloat *v, gsize n);
 
+/* Region embeddings: aligned RoI-Align with UMGCLIP_ROI_OUTPUT_SIZE² bins of
+ * UMGCLIP_ROI_SAMPLING² bilinear samples each, averaged and L2-normalised, as the regions of
+ * umgclip_encode_image (which pool the map inside the pass). dense: grid_h × grid_w × dim;
+ * boxes: n_boxes × (x, y, w, h) in units of which scale_x / scale_y map to cells (1 / patch
+ * size for network-input pixels, grid / frame size for frame pixels). out: n_boxes × dim. */
+#define UMGCLIP_ROI_OUTPUT_SIZE 7
+#define UMGCLIP_ROI_SAMPLING 2
+void umgclip_roi_align (const gfloat *dense, gint grid_w, gint grid_h, gint dim, gfloat scale_x,
+                        gfloat scale_y, const gfloat *boxes, guint n_boxes, gfloat *out);
+
 /* ---- Video frames to network input (frame.c) ---- */
 
 /* Frame layouts accepted without conversion by the caller: packed 8-bit RGB variants

@@ -299,8 +299,8 @@ umg_vision_graph_new (const UmgModel *model, const UmgVisionSpec *spec, GError *
           op.p.roi.grid_w = grid_w;
           op.p.roi.cols = embed;
           op.p.roi.n_boxes = spec->box_capacity;
-          op.p.roi.output_size = 7;
-          op.p.roi.sampling = 2;
+          op.p.roi.output_size = UMGCLIP_ROI_OUTPUT_SIZE;
+          op.p.roi.sampling = UMGCLIP_ROI_SAMPLING;
           umg_graph_push (graph, &op);
           op = (UmgOp){ .type = UMG_OP_L2NORM };
           op.src[0] = regions;

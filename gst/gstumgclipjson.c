@@ -1,0 +1,555 @@
+/* umgclipjson: turns the metadata of each frame (regions with tags, panoptic segments, the
+ * embedding) into one JSON object in gvametaconvert's layout, built with json-glib. */
+#include "gstumgclipjson.h"
+#include "umgclipmeta.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <gst/video/video.h>
+#include <json-glib/json-glib.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_umgclip_json_debug);
+#define GST_CAT_DEFAULT gst_umgclip_json_debug
+
+#define DEFAULT_LOCATION NULL
+#define DEFAULT_PRINT FALSE
+#define DEFAULT_POST_MESSAGES FALSE
+#define DEFAULT_INCLUDE_EMBEDDING FALSE
+
+/* Any raw video in any memory: only metadata is read. */
+#define JSON_CAPS "video/x-raw(ANY)"
+
+static GstStaticPadTemplate sink_template
+    = GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (JSON_CAPS));
+static GstStaticPadTemplate src_template
+    = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS (JSON_CAPS));
+
+enum
+{
+  PROP_0,
+  PROP_LOCATION,
+  PROP_PRINT,
+  PROP_POST_MESSAGES,
+  PROP_INCLUDE_EMBEDDING,
+};
+
+struct _GstUmgClipJson
+{
+  GstBaseTransform parent;
+
+  /* Properties, under the object lock. */
+  gchar *location;
+  gboolean print;
+  gboolean post_messages;
+  gboolean include_embedding;
+
+  /* Streaming state: set in start(), used from the streaming thread, released in stop(). */
+  FILE *file;
+  gchar *file_location;
+  gint width, height;
+};
+
+G_DEFINE_TYPE_WITH_CODE (GstUmgClipJson, gst_umgclip_json, GST_TYPE_BASE_TRANSFORM,
+                         GST_DEBUG_CATEGORY_INIT (gst_umgclip_json_debug, "umgclipjson", 0,
+                                                  "umgclip JSON output"))
+GST_ELEMENT_REGISTER_DEFINE (umgclipjson, "umgclipjson", GST_RANK_NONE, GST_TYPE_UMGCLIP_JSON)
+
+/* ---- metadata to JSON ---- */
+
+/* Reads a number field whatever its numeric type (DL Streamer writes label_id as int, the
+ * umgclip elements as uint). */
+static gboolean
+structure_get_number (const GstStructure *structure, const gchar *field, gdouble *out)
+{
+  const GValue *value = structure != NULL ? gst_structure_get_value (structure, field) : NULL;
+  GValue as_double = G_VALUE_INIT;
+  if (value == NULL || !g_value_type_transformable (G_VALUE_TYPE (value), G_TYPE_DOUBLE))
+    return FALSE;
+  g_value_init (&as_double, G_TYPE_DOUBLE);
+  g_value_transform (value, &as_double);
+  *out = g_value_get_double (&as_double);
+  return TRUE;
+}
+
+/* DL Streamer's "detection" object. A detector's own "detection" param wins (its box, class and
+ * confidence describe the object); without one the box comes from the ROI's pixels and the
+ * class from the best umgclip tag, or from the ROI type when the region is untagged. */
+static void
+add_detection (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi, gint width, gint height)
+{
+  GstStructure *detection = gst_video_region_of_interest_meta_get_param (roi, "detection");
+  GstStructure *tags = gst_video_region_of_interest_meta_get_param (roi, "umgclip");
+  const gchar *corners[] = { "x_min", "y_min", "x_max", "y_max" };
+  gdouble box[4], confidence, label_id;
+  gboolean have_box = TRUE;
+  const GstStructure *class_source;
+  const gchar *label;
+
+  for (guint i = 0; i < 4; i++)
+    have_box = have_box && structure_get_number (detection, corners[i], &box[i]);
+  if (!have_box)
+    {
+      box[0] = width > 0 ? (gdouble) roi->x / width : 0;
+      box[1] = height > 0 ? (gdouble) roi->y / height : 0;
+      box[2] = width > 0 ? (gdouble) (roi->x + roi->w) / width : 0;
+      box[3] = height > 0 ? (gdouble) (roi->y + roi->h) / height : 0;
+    }
+
+  class_source
+      = detection != NULL && gst_structure_has_field (detection, "label") ? detection : tags;
+  label = class_source != NULL ? gst_structure_get_string (class_source, "label") : NULL;
+  if (label == NULL)
+    {
+      class_source = NULL;
+      label = roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : "";
+    }
+
+  json_builder_set_member_name (builder, "detection");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "bounding_box");
+  json_builder_begin_object (builder);
+  for (guint i = 0; i < 4; i++)
+    {
+      json_builder_set_member_name (builder, corners[i]);
+      json_builder_add_double_value (builder, box[i]);
+    }
+  json_builder_end_object (builder);
+  if (structure_get_number (class_source != NULL ? class_source : detection, "confidence",
+                            &confidence))
+    {
+      json_builder_set_member_name (builder, "confidence");
+      json_builder_add_double_value (builder, confidence);
+    }
+  json_builder_set_member_name (builder, "label");
+  json_builder_add_string_value (builder, label);
+  if (structure_get_number (class_source, "label_id", &label_id))
+    {
+      json_builder_set_member_name (builder, "label_id");
+      json_builder_add_int_value (builder, (gint64) label_id);
+    }
+  json_builder_end_object (builder);
+}
+
+/* "tags": the ranked umgclip tags, best first, as [{"label", "score"}]. */
+static void
+add_tags (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi)
+{
+  GstStructure *params = gst_video_region_of_interest_meta_get_param (roi, "umgclip");
+  const GValue *labels = params != NULL ? gst_structure_get_value (params, "tags") : NULL;
+  const GValue *scores = params != NULL ? gst_structure_get_value (params, "scores") : NULL;
+  guint n = 0;
+
+  if (labels != NULL && scores != NULL && GST_VALUE_HOLDS_ARRAY (labels)
+      && GST_VALUE_HOLDS_ARRAY (scores))
+    n = MIN (gst_value_array_get_size (labels), gst_value_array_get_size (scores));
+
+  json_builder_set_member_name (builder, "tags");
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < n; i++)
+    {
+      const GValue *label = gst_value_array_get_value (labels, i);
+      const GValue *score = gst_value_array_get_value (scores, i);
+      if (!G_VALUE_HOLDS_STRING (label) || !G_VALUE_HOLDS_DOUBLE (score))
+        continue;
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "label");
+      json_builder_add_string_value (builder, g_value_get_string (label));
+      json_builder_set_member_name (builder, "score");
+      json_builder_add_double_value (builder, g_value_get_double (score));
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+}
+
+static gint
+compare_roi_ids (gconstpointer a, gconstpointer b)
+{
+  const GstVideoRegionOfInterestMeta *first = *(GstVideoRegionOfInterestMeta *const *) a;
+  const GstVideoRegionOfInterestMeta *second = *(GstVideoRegionOfInterestMeta *const *) b;
+  return (first->id > second->id) - (first->id < second->id);
+}
+
+static void
+add_objects (JsonBuilder *builder, GstBuffer *buffer, gint width, gint height)
+{
+  g_autoptr (GPtrArray) regions = g_ptr_array_new ();
+  gpointer state = NULL;
+  GstMeta *meta;
+
+  while ((meta = gst_buffer_iterate_meta_filtered (buffer, &state,
+                                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+         != NULL)
+    g_ptr_array_add (regions, meta);
+  /* Metas iterate newest first; ids give the order applications enumerate them in. */
+  g_ptr_array_sort (regions, compare_roi_ids);
+
+  json_builder_set_member_name (builder, "objects");
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < regions->len; i++)
+    {
+      GstVideoRegionOfInterestMeta *roi = g_ptr_array_index (regions, i);
+      json_builder_begin_object (builder);
+      add_detection (builder, roi, width, height);
+      json_builder_set_member_name (builder, "x");
+      json_builder_add_int_value (builder, roi->x);
+      json_builder_set_member_name (builder, "y");
+      json_builder_add_int_value (builder, roi->y);
+      json_builder_set_member_name (builder, "w");
+      json_builder_add_int_value (builder, roi->w);
+      json_builder_set_member_name (builder, "h");
+      json_builder_add_int_value (builder, roi->h);
+      json_builder_set_member_name (builder, "roi_type");
+      json_builder_add_string_value (builder,
+                                     roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : "");
+      json_builder_set_member_name (builder, "id");
+      json_builder_add_int_value (builder, roi->id);
+      add_tags (builder, roi);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+}
+
+static void
+add_segments (JsonBuilder *builder, const GstUmgClipSegmentationMeta *meta)
+{
+  const guint n_labels = meta->labels != NULL ? g_strv_length (meta->labels) : 0;
+  json_builder_set_member_name (builder, "segments");
+  json_builder_begin_array (builder);
+  for (guint i = 0; meta->segments != NULL && i < meta->segments->len; i++)
+    {
+      const GstUmgClipSegment *segment = &g_array_index (meta->segments, GstUmgClipSegment, i);
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "id");
+      json_builder_add_int_value (builder, segment->id);
+      json_builder_set_member_name (builder, "label");
+      json_builder_add_string_value (
+          builder, segment->label_id < n_labels ? meta->labels[segment->label_id] : "");
+      json_builder_set_member_name (builder, "label_id");
+      json_builder_add_int_value (builder, segment->label_id);
+      json_builder_set_member_name (builder, "score");
+      json_builder_add_double_value (builder, segment->score);
+      json_builder_set_member_name (builder, "is_thing");
+      json_builder_add_boolean_value (builder, segment->is_thing);
+      json_builder_set_member_name (builder, "x");
+      json_builder_add_int_value (builder, segment->x);
+      json_builder_set_member_name (builder, "y");
+      json_builder_add_int_value (builder, segment->y);
+      json_builder_set_member_name (builder, "w");
+      json_builder_add_int_value (builder, segment->w);
+      json_builder_set_member_name (builder, "h");
+      json_builder_add_int_value (builder, segment->h);
+      json_builder_set_member_name (builder, "area");
+      json_builder_add_int_value (builder, segment->area);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+}
+
+static void
+add_embedding (JsonBuilder *builder, const GstUmgClipEmbeddingMeta *meta, gboolean with_vector)
+{
+  json_builder_set_member_name (builder, "embedding");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "model");
+  json_builder_add_string_value (builder, meta->model != NULL ? meta->model : "");
+  json_builder_set_member_name (builder, "dim");
+  json_builder_add_int_value (builder, meta->dim);
+  if (with_vector)
+    {
+      json_builder_set_member_name (builder, "vector");
+      json_builder_begin_array (builder);
+      for (guint i = 0; i < meta->dim; i++)
+        json_builder_add_double_value (builder, meta->embedding[i]);
+      json_builder_end_array (builder);
+    }
+  json_builder_end_object (builder);
+}
+
+/* One line of JSON for buffer. "objects" is always present (possibly empty), "segments" and
+ * "embedding" only when the buffer has that metadata; "timestamp" is the stream time in
+ * nanoseconds, left out for buffers without a timestamp. */
+static gchar *
+frame_to_json (GstBuffer *buffer, gint width, gint height, GstClockTime timestamp,
+               gboolean include_embedding)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  GstUmgClipSegmentationMeta *segmentation = gst_buffer_get_umgclip_segmentation_meta (buffer);
+  GstUmgClipEmbeddingMeta *embedding = gst_buffer_get_umgclip_embedding_meta (buffer);
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "resolution");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "width");
+  json_builder_add_int_value (builder, width);
+  json_builder_set_member_name (builder, "height");
+  json_builder_add_int_value (builder, height);
+  json_builder_end_object (builder);
+  if (GST_CLOCK_TIME_IS_VALID (timestamp))
+    {
+      json_builder_set_member_name (builder, "timestamp");
+      json_builder_add_int_value (builder, (gint64) timestamp);
+    }
+  add_objects (builder, buffer, width, height);
+  if (segmentation != NULL)
+    add_segments (builder, segmentation);
+  if (embedding != NULL)
+    add_embedding (builder, embedding, include_embedding);
+  json_builder_end_object (builder);
+
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  return json_generator_to_data (generator, NULL);
+}
+
+/* ---- the element ---- */
+
+static gboolean
+gst_umgclip_json_start (GstBaseTransform *trans)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (trans);
+  g_autofree gchar *location = NULL;
+
+  GST_OBJECT_LOCK (self);
+  location = g_strdup (self->location);
+  GST_OBJECT_UNLOCK (self);
+
+  self->width = self->height = 0;
+  if (location == NULL || location[0] == '\0')
+    return TRUE;
+  self->file = g_fopen (location, "w");
+  if (self->file == NULL)
+    {
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+                         ("Could not open JSON output file \"%s\" for writing.", location),
+                         ("%s", g_strerror (errno)));
+      return FALSE;
+    }
+  self->file_location = g_steal_pointer (&location);
+  return TRUE;
+}
+
+static gboolean
+close_file (GstUmgClipJson *self)
+{
+  gboolean ok = TRUE;
+  if (self->file == NULL)
+    return TRUE;
+  if (fclose (self->file) != 0)
+    {
+      GST_ELEMENT_ERROR (self, RESOURCE, CLOSE,
+                         ("Could not finish JSON output file \"%s\".", self->file_location),
+                         ("%s", g_strerror (errno)));
+      ok = FALSE;
+    }
+  self->file = NULL;
+  g_clear_pointer (&self->file_location, g_free);
+  return ok;
+}
+
+static gboolean
+gst_umgclip_json_stop (GstBaseTransform *trans)
+{
+  return close_file (GST_UMGCLIP_JSON (trans));
+}
+
+static gboolean
+gst_umgclip_json_set_caps (GstBaseTransform *trans, GstCaps *incaps, GstCaps *outcaps)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (trans);
+  GstStructure *structure = gst_caps_get_structure (incaps, 0);
+  /* Only the size is needed; reading it directly also works for formats GstVideoInfo does
+   * not know. */
+  if (!gst_structure_get_int (structure, "width", &self->width)
+      || !gst_structure_get_int (structure, "height", &self->height))
+    self->width = self->height = 0;
+  return TRUE;
+}
+
+static gboolean
+gst_umgclip_json_sink_event (GstBaseTransform *trans, GstEvent *event)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (trans);
+  /* Whoever waits for EOS may read the file next, before the pipeline is stopped. */
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->file != NULL && fflush (self->file) != 0)
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+                         ("Could not write JSON output file \"%s\".", self->file_location),
+                         ("%s", g_strerror (errno)));
+  return GST_BASE_TRANSFORM_CLASS (gst_umgclip_json_parent_class)->sink_event (trans, event);
+}
+
+static GstFlowReturn
+gst_umgclip_json_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (trans);
+  gboolean print, post_messages, include_embedding;
+  GstClockTime timestamp = GST_BUFFER_PTS (buffer);
+  g_autofree gchar *json = NULL;
+
+  GST_OBJECT_LOCK (self);
+  print = self->print;
+  post_messages = self->post_messages;
+  include_embedding = self->include_embedding;
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->file == NULL && !print && !post_messages)
+    return GST_FLOW_OK;
+
+  if (GST_CLOCK_TIME_IS_VALID (timestamp) && trans->segment.format == GST_FORMAT_TIME)
+    timestamp = gst_segment_to_stream_time (&trans->segment, GST_FORMAT_TIME, timestamp);
+  json = frame_to_json (buffer, self->width, self->height, timestamp, include_embedding);
+
+  if (self->file != NULL && (fputs (json, self->file) < 0 || fputc ('\n', self->file) == EOF))
+    {
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+                         ("Could not write JSON output file \"%s\".", self->file_location),
+                         ("%s", g_strerror (errno)));
+      return GST_FLOW_ERROR;
+    }
+  if (print)
+    {
+      /* Line by line, so that a consumer reading a pipe sees each frame as it passes. */
+      fputs (json, stdout);
+      fputc ('\n', stdout);
+      fflush (stdout);
+    }
+  if (post_messages)
+    gst_element_post_message (
+        GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), gst_structure_new ("umgclip-json", "json",
+                                                                       G_TYPE_STRING, json, NULL)));
+  return GST_FLOW_OK;
+}
+
+static void
+gst_umgclip_json_set_property (GObject *object, guint prop_id, const GValue *value,
+                               GParamSpec *pspec)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (object);
+  GST_OBJECT_LOCK (self);
+  switch (prop_id)
+    {
+    case PROP_LOCATION:
+      g_free (self->location);
+      self->location = g_value_dup_string (value);
+      break;
+    case PROP_PRINT:
+      self->print = g_value_get_boolean (value);
+      break;
+    case PROP_POST_MESSAGES:
+      self->post_messages = g_value_get_boolean (value);
+      break;
+    case PROP_INCLUDE_EMBEDDING:
+      self->include_embedding = g_value_get_boolean (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+    }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_umgclip_json_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (object);
+  GST_OBJECT_LOCK (self);
+  switch (prop_id)
+    {
+    case PROP_LOCATION:
+      g_value_set_string (value, self->location);
+      break;
+    case PROP_PRINT:
+      g_value_set_boolean (value, self->print);
+      break;
+    case PROP_POST_MESSAGES:
+      g_value_set_boolean (value, self->post_messages);
+      break;
+    case PROP_INCLUDE_EMBEDDING:
+      g_value_set_boolean (value, self->include_embedding);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+    }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_umgclip_json_finalize (GObject *object)
+{
+  GstUmgClipJson *self = GST_UMGCLIP_JSON (object);
+  g_free (self->location);
+  g_free (self->file_location);
+  if (self->file != NULL)
+    fclose (self->file);
+  G_OBJECT_CLASS (gst_umgclip_json_parent_class)->finalize (object);
+}
+
+static void
+gst_umgclip_json_init (GstUmgClipJson *self)
+{
+  self->location = g_strdup (DEFAULT_LOCATION);
+  self->print = DEFAULT_PRINT;
+  self->post_messages = DEFAULT_POST_MESSAGES;
+  self->include_embedding = DEFAULT_INCLUDE_EMBEDDING;
+  /* Video passes untouched; transform_ip still sees every buffer. */
+  gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), TRUE);
+}
+
+static void
+gst_umgclip_json_class_init (GstUmgClipJsonClass *klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *transform_class = GST_BASE_TRANSFORM_CLASS (klass);
+  const GParamFlags flags = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING;
+
+  gobject_class->set_property = gst_umgclip_json_set_property;
+  gobject_class->get_property = gst_umgclip_json_get_property;
+  gobject_class->finalize = gst_umgclip_json_finalize;
+
+  g_object_class_install_property (
+      gobject_class, PROP_LOCATION,
+      g_param_spec_string ("location", "Output file",
+                           "File to write, one JSON object per frame and line (JSON Lines); "
+                           "replaced when the element starts. Empty: no file",
+                           DEFAULT_LOCATION,
+                           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_PRINT,
+      g_param_spec_boolean ("print", "Print",
+                            "Also write each frame's JSON object as one line to standard output",
+                            DEFAULT_PRINT, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_POST_MESSAGES,
+      g_param_spec_boolean ("post-messages", "Post messages",
+                            "Post each frame's JSON object on the bus as an element message "
+                            "named \"umgclip-json\" with the text in its \"json\" field",
+                            DEFAULT_POST_MESSAGES, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_INCLUDE_EMBEDDING,
+      g_param_spec_boolean ("include-embedding", "Include embedding",
+                            "Write the image embedding vector of umgclipenc (\"embedding\": "
+                            "{\"vector\": [...]}), not only its model and dimension",
+                            DEFAULT_INCLUDE_EMBEDDING, flags));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (
+      element_class, "UMG-CLIP JSON output", "Filter/Analyzer/Video",
+      "Writes the umgclip metadata of every frame (regions and their tags, panoptic segments, "
+      "the embedding) as one JSON object in DL Streamer's gvametaconvert layout, to a file, to "
+      "standard output or as element messages; video passes through unchanged",
+      "gst-umgclip authors");
+
+  transform_class->start = gst_umgclip_json_start;
+  transform_class->stop = gst_umgclip_json_stop;
+  transform_class->set_caps = gst_umgclip_json_set_caps;
+  transform_class->sink_event = gst_umgclip_json_sink_event;
+  transform_class->transform_ip = gst_umgclip_json_transform_ip;
+}
