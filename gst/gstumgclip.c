@@ -28,5 +28,4 @@ plugin_init (GstPlugin *plugin)
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, umgclip,
                    "Open-vocabulary video analytics with CLIP-family models (UMG-CLIP)",
-                   plugin_init, PACKAGE_VERSION, "MIT", "gst-umgclip",
-                   "Unknown package origin")
+                   plugin_init, PACKAGE_VERSION, "MIT", "gst-umgclip", "Unknown package origin")
