@@ -39,14 +39,25 @@ build() {
 }
 
 demo() {
-  local model="$top/tests/models/tiny-hf-f16" umgclip="$build/tools/umgclip"
-  echo "== model"
-  "$umgclip" info "$model" --device vulkan
-  echo "== tokens"
-  "$umgclip" tokenize "$model" "a photo of a cat"
-  echo "== zero-shot scores of a generated test card, on Vulkan (lavapipe without a GPU)"
-  "$umgclip" bench "$model" --device cpu --iterations 3
-  "$umgclip" bench "$model" --device vulkan --iterations 3
+  local model="$top/tests/models/tiny-hf-f16" umgclip="$build/tools/umgclip" out="$build/demo"
+  export GST_PLUGIN_PATH="$build/gst"
+  mkdir -p "$out"
+  echo "== the model (a small random-weight test model until the trained one ships)"
+  "$umgclip" info "$model"
+  echo "== zero-shot scores for a generated test card"
+  gst-launch-1.0 -q videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=320,height=240 \
+    ! pngenc ! filesink location="$out/card.png"
+  "$umgclip" classify "$model" "$out/card.png" --labels "test card,cat,street,beach"
+  echo "== a generated clip through umgclipenc ! umgclipseg ! umgcliptag ! umgclipoverlay ! umgclipjson"
+  gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=ball ! \
+    video/x-raw,width=320,height=240,framerate=15/1 ! matroskamux ! filesink location="$out/clip.mkv"
+  LABELS="ball,background,sky,grass" STUFF_LABELS="background,sky,grass" THRESHOLD=0 \
+    UMGCLIP_MODEL="$model" sh "$top/pipelines/annotate_file.sh" "$out/clip.mkv" \
+    "$out/annotated.mkv" "$out/annotated.jsonl" > /dev/null
+  echo "annotated video: $out/annotated.mkv"
+  echo "JSON ($(wc -l < "$out/annotated.jsonl") frames): $out/annotated.jsonl; the first frame:"
+  head -n 1 "$out/annotated.jsonl" | cut -c 1-600
+  echo
 }
 
 case "${1:-}" in
