@@ -1,6 +1,8 @@
 /* umgclipenc through GstHarness: embedding metas on every input format, agreement with the
  * runtime on the same input, inference-interval, renegotiation, errors and properties.
  * Environment: UMGCLIP_TEST_MODEL (model directory), UMGCLIP_TEST_DEVICE (cpu or vulkan). */
+#include "element_test_util.h"
+
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
@@ -10,26 +12,11 @@
 #include "umgclip.h"
 #include "umgclipmeta.h"
 
-static const gchar *
-test_model (void)
-{
-  return g_getenv ("UMGCLIP_TEST_MODEL");
-}
-
-static const gchar *
-test_device (void)
-{
-  const gchar *device = g_getenv ("UMGCLIP_TEST_DEVICE");
-  return device != NULL ? device : "cpu";
-}
-
 static GstElement *
 make_encoder (const gchar *first_property, ...)
 {
-  GstElement *element = gst_element_factory_make ("umgclipenc", NULL);
+  GstElement *element = element_test_make ("umgclipenc");
   va_list args;
-  fail_unless (element != NULL, "umgclipenc not found: is GST_PLUGIN_PATH set?");
-  g_object_set (element, "model", test_model (), "device", test_device (), NULL);
   va_start (args, first_property);
   if (first_property != NULL)
     g_object_set_valist (G_OBJECT (element), first_property, args);
@@ -37,49 +24,12 @@ make_encoder (const gchar *first_property, ...)
   return element;
 }
 
-static GstHarness *
-make_harness (GstElement *element, const gchar *caps)
-{
-  GstHarness *harness = gst_harness_new_with_element (element, "sink", "src");
-  gst_harness_set_src_caps_str (harness, caps);
-  return harness;
-}
-
-/* A frame of the harness's current caps filled with a pattern that depends on seed. */
-static GstBuffer *
-make_frame (GstHarness *harness, guint seed, GstClockTime pts)
-{
-  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (harness->srcpad);
-  GstVideoInfo info;
-  GstVideoFrame frame;
-  GstBuffer *buffer;
-
-  fail_unless (gst_video_info_from_caps (&info, caps));
-  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
-  fail_unless (gst_video_frame_map (&frame, &info, buffer, GST_MAP_WRITE));
-  for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES (&frame); plane++)
-    {
-      guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (&frame, plane);
-      gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, plane);
-      gint rows = GST_VIDEO_FRAME_COMP_HEIGHT (&frame, plane == 0 ? 0 : 1);
-      for (gint y = 0; y < rows; y++)
-        for (gint x = 0; x < stride; x++)
-          data[y * stride + x] = (guint8) ((x * (3 + seed) + y * (5 + 2 * seed) + plane * 71
-                                            + seed * 37 + ((x / 8 + y / 8 + seed) % 2) * 90)
-                                           & 0xff);
-    }
-  gst_video_frame_unmap (&frame);
-  GST_BUFFER_PTS (buffer) = pts;
-  GST_BUFFER_DURATION (buffer) = GST_SECOND / 30;
-  return buffer;
-}
-
 static gint
 model_embed_dim (void)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (UmgClipContext) context
-      = umgclip_context_new (test_model (), UMGCLIP_DEVICE_CPU, 0, &error);
+      = umgclip_context_new (element_test_model (), UMGCLIP_DEVICE_CPU, 0, &error);
   fail_unless (context != NULL, "%s", error != NULL ? error->message : "");
   return umgclip_context_get_info (context)->embed_dim;
 }
@@ -107,7 +57,8 @@ static GstBuffer *
 push_and_pull (GstHarness *harness, guint seed, GstClockTime pts)
 {
   GstBuffer *out;
-  fail_unless_equals_int (gst_harness_push (harness, make_frame (harness, seed, pts)), GST_FLOW_OK);
+  fail_unless_equals_int (gst_harness_push (harness, element_test_frame (harness, seed, pts)),
+                          GST_FLOW_OK);
   out = gst_harness_pull (harness);
   fail_unless (out != NULL);
   fail_unless (gst_buffer_get_umgclip_embedding_meta (out) != NULL);
@@ -123,7 +74,7 @@ GST_START_TEST (test_every_format)
     {
       g_autofree gchar *caps
           = g_strdup_printf ("video/x-raw,format=%s,width=50,height=38,framerate=30/1", formats[f]);
-      GstHarness *harness = make_harness (make_encoder (NULL), caps);
+      GstHarness *harness = element_test_harness (make_encoder (NULL), caps);
       GstBuffer *out = push_and_pull (harness, f, 0);
       GstUmgClipEmbeddingMeta *meta = gst_buffer_get_umgclip_embedding_meta (out);
 
@@ -148,8 +99,9 @@ GST_END_TEST;
 GST_START_TEST (test_content_decides_embedding)
 {
   const gint dim = model_embed_dim ();
-  GstHarness *harness = make_harness (make_encoder ("dense", FALSE, NULL),
-                                      "video/x-raw,format=BGRx,width=64,height=48,framerate=30/1");
+  GstHarness *harness
+      = element_test_harness (make_encoder ("dense", FALSE, NULL),
+                              "video/x-raw,format=BGRx,width=64,height=48,framerate=30/1");
   GstBuffer *first = push_and_pull (harness, 1, 0);
   GstBuffer *same = push_and_pull (harness, 1, GST_SECOND / 30);
   GstBuffer *other = push_and_pull (harness, 4, 2 * GST_SECOND / 30);
@@ -177,16 +129,17 @@ GST_START_TEST (test_matches_runtime)
   g_autoptr (UmgClipContext) context = NULL;
   const gfloat mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
   const gfloat std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
-  GstHarness *harness = make_harness (make_encoder ("dense-mode", 1 /* clearclip */, NULL),
-                                      "video/x-raw,format=RGB,width=64,height=64,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 3, 0), *out;
+  GstHarness *harness
+      = element_test_harness (make_encoder ("dense-mode", 1 /* clearclip */, NULL),
+                              "video/x-raw,format=RGB,width=64,height=64,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 3, 0), *out;
   GstUmgClipEmbeddingMeta *meta;
   gfloat pixels[3 * 32 * 32];
   GstMapInfo map;
   gint dim;
 
-  fail_unless (umgclip_parse_device (test_device (), &kind, &index, &error));
-  context = umgclip_context_new (test_model (), kind, index, &error);
+  fail_unless (umgclip_parse_device (element_test_device (), &kind, &index, &error));
+  context = umgclip_context_new (element_test_model (), kind, index, &error);
   fail_unless (context != NULL, "%s", error != NULL ? error->message : "");
   dim = umgclip_context_get_info (context)->embed_dim;
 
@@ -263,7 +216,8 @@ GST_START_TEST (test_inference_interval)
   g_autoptr (GArray) pts = NULL;
 
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGBx,width=40,height=40,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGBx,width=40,height=40,framerate=30/1");
   for (guint i = 0; i < 7; i++)
     outs[i] = push_and_pull (harness, i, i * frame);
 
@@ -300,7 +254,8 @@ GST_START_TEST (test_renegotiation)
   g_autoptr (GArray) pts = NULL;
 
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGB,width=48,height=40,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGB,width=48,height=40,framerate=30/1");
   before = push_and_pull (harness, 2, 0);
   gst_harness_set_src_caps_str (harness,
                                 "video/x-raw,format=NV12,width=96,height=80,framerate=30/1");
@@ -323,8 +278,9 @@ GST_END_TEST;
 
 GST_START_TEST (test_input_size)
 {
-  GstHarness *harness = make_harness (make_encoder ("input-size", 64, NULL),
-                                      "video/x-raw,format=I420,width=80,height=60,framerate=30/1");
+  GstHarness *harness
+      = element_test_harness (make_encoder ("input-size", 64, NULL),
+                              "video/x-raw,format=I420,width=80,height=60,framerate=30/1");
   GstBuffer *out = push_and_pull (harness, 5, 0);
   GstUmgClipEmbeddingMeta *meta = gst_buffer_get_umgclip_embedding_meta (out);
   fail_unless_equals_int (meta->input_width, 64);
@@ -342,7 +298,7 @@ GST_START_TEST (test_downstream_reuses_features)
   g_autoptr (GstBus) bus = gst_bus_new ();
   g_autofree gchar *description = g_strdup_printf (
       "umgclipenc name=first model=%s device=%s ! umgclipenc name=second model=%s device=%s",
-      test_model (), test_device (), test_model (), test_device ());
+      element_test_model (), element_test_device (), element_test_model (), element_test_device ());
   GstHarness *harness = gst_harness_new_parse (description);
   GstBuffer *out;
   GstMessage *message;

@@ -2,6 +2,8 @@
  * agreement with umgclip_segment on the same features, panoptic ROIs, labels changed while
  * playing, inference-interval, renegotiation, scaling downstream, errors and properties.
  * Environment: UMGCLIP_TEST_MODEL (model directory), UMGCLIP_TEST_DEVICE (cpu or vulkan). */
+#include "element_test_util.h"
+
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
@@ -13,69 +15,16 @@
 #include "umgclip.h"
 #include "umgclipmeta.h"
 
-static const gchar *
-test_model (void)
-{
-  return g_getenv ("UMGCLIP_TEST_MODEL");
-}
-
-static const gchar *
-test_device (void)
-{
-  const gchar *device = g_getenv ("UMGCLIP_TEST_DEVICE");
-  return device != NULL ? device : "cpu";
-}
-
 static GstElement *
 make_seg (const gchar *first_property, ...)
 {
-  GstElement *element = gst_element_factory_make ("umgclipseg", NULL);
+  GstElement *element = element_test_make ("umgclipseg");
   va_list args;
-  fail_unless (element != NULL, "umgclipseg not found: is GST_PLUGIN_PATH set?");
-  g_object_set (element, "model", test_model (), "device", test_device (), NULL);
   va_start (args, first_property);
   if (first_property != NULL)
     g_object_set_valist (G_OBJECT (element), first_property, args);
   va_end (args);
   return element;
-}
-
-static GstHarness *
-make_harness (GstElement *element, const gchar *caps)
-{
-  GstHarness *harness = gst_harness_new_with_element (element, "sink", "src");
-  gst_harness_set_src_caps_str (harness, caps);
-  return harness;
-}
-
-/* A frame of the harness's current caps filled with a blocky pattern that depends on seed, so
- * that segments of several labels and shapes appear. */
-static GstBuffer *
-make_frame (GstHarness *harness, guint seed, GstClockTime pts)
-{
-  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (harness->srcpad);
-  GstVideoInfo info;
-  GstVideoFrame frame;
-  GstBuffer *buffer;
-
-  fail_unless (gst_video_info_from_caps (&info, caps));
-  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
-  fail_unless (gst_video_frame_map (&frame, &info, buffer, GST_MAP_WRITE));
-  for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES (&frame); plane++)
-    {
-      guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (&frame, plane);
-      gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, plane);
-      gint rows = GST_VIDEO_FRAME_COMP_HEIGHT (&frame, plane == 0 ? 0 : 1);
-      for (gint y = 0; y < rows; y++)
-        for (gint x = 0; x < stride; x++)
-          data[y * stride + x] = (guint8) ((x * (3 + seed) + y * (5 + 2 * seed) + plane * 71
-                                            + seed * 37 + ((x / 8 + y / 8 + seed) % 2) * 90)
-                                           & 0xff);
-    }
-  gst_video_frame_unmap (&frame);
-  GST_BUFFER_PTS (buffer) = pts;
-  GST_BUFFER_DURATION (buffer) = GST_SECOND / 30;
-  return buffer;
 }
 
 static GstUmgClipSegmentationMeta *
@@ -91,7 +40,8 @@ static GstBuffer *
 push_and_pull (GstHarness *harness, guint seed, GstClockTime pts)
 {
   GstBuffer *out;
-  fail_unless_equals_int (gst_harness_push (harness, make_frame (harness, seed, pts)), GST_FLOW_OK);
+  fail_unless_equals_int (gst_harness_push (harness, element_test_frame (harness, seed, pts)),
+                          GST_FLOW_OK);
   out = gst_harness_pull (harness);
   fail_unless (out != NULL);
   get_seg_meta (out);
@@ -192,8 +142,8 @@ GST_START_TEST (test_every_format)
     {
       g_autofree gchar *caps
           = g_strdup_printf ("video/x-raw,format=%s,width=50,height=38,framerate=30/1", formats[f]);
-      GstHarness *harness
-          = make_harness (make_seg ("labels", "cat, dog,tree", "threshold", 0.0, NULL), caps);
+      GstHarness *harness = element_test_harness (
+          make_seg ("labels", "cat, dog,tree", "threshold", 0.0, NULL), caps);
       GstBuffer *out = push_and_pull (harness, f, 0);
       GstUmgClipSegmentationMeta *meta = get_seg_meta (out);
       const GstStructure *custom = get_custom_structure (out);
@@ -201,7 +151,7 @@ GST_START_TEST (test_every_format)
 
       GST_INFO ("format %s", formats[f]);
       fail_unless_equals_int (gst_buffer_get_size (out),
-                              gst_buffer_get_size (make_frame (harness, f, 0)));
+                              gst_buffer_get_size (element_test_frame (harness, f, 0)));
       fail_unless_equals_int (meta->frame_width, 50);
       fail_unless_equals_int (meta->frame_height, 38);
       /* Automatic mask: a quarter of the frame, 50 / 4 rounded up, aspect kept. */
@@ -275,7 +225,7 @@ check_against_runtime (gboolean panoptic)
   g_autofree gchar *description = g_strdup_printf (
       "umgclipenc model=%s device=%s ! umgclipseg model=%s device=%s labels=cat,dog,grass,sky "
       "stuff-labels=\"Sky, grass\" mode=%s threshold=%g min-area=%d mask-size=32",
-      test_model (), test_device (), test_model (), test_device (),
+      element_test_model (), element_test_device (), element_test_model (), element_test_device (),
       panoptic ? "panoptic" : "semantic", threshold, min_area);
   GstHarness *harness = gst_harness_new_parse (description);
   g_autoptr (GError) error = NULL;
@@ -291,8 +241,8 @@ check_against_runtime (gboolean panoptic)
   guint mask_min_area, n_things = 0, n_upstream_rois = 2;
   gint index, dim;
 
-  fail_unless (umgclip_parse_device (test_device (), &kind, &index, &error));
-  context = umgclip_context_new (test_model (), kind, index, &error);
+  fail_unless (umgclip_parse_device (element_test_device (), &kind, &index, &error));
+  context = umgclip_context_new (element_test_model (), kind, index, &error);
   fail_unless (context != NULL, "%s", error != NULL ? error->message : "");
   dim = umgclip_context_get_info (context)->embed_dim;
   label_embeddings = g_new (gfloat, G_N_ELEMENTS (labels) * dim);
@@ -302,7 +252,7 @@ check_against_runtime (gboolean panoptic)
 
   gst_harness_set_src_caps_str (harness,
                                 "video/x-raw,format=RGBx,width=64,height=48,framerate=30/1");
-  in = make_frame (harness, 2, 0);
+  in = element_test_frame (harness, 2, 0);
   /* Regions from an upstream detector: ours must be numbered after them. */
   for (guint i = 0; i < n_upstream_rois; i++)
     gst_buffer_add_video_region_of_interest_meta (in, "person", 4 * i, 4, 10, 10)->id = (gint) i;
@@ -433,8 +383,9 @@ GST_END_TEST;
 
 GST_START_TEST (test_labels_changed_in_playing)
 {
-  GstHarness *harness = make_harness (make_seg ("labels", "cat,dog", "threshold", 0.0, NULL),
-                                      "video/x-raw,format=I420,width=40,height=40,framerate=30/1");
+  GstHarness *harness
+      = element_test_harness (make_seg ("labels", "cat,dog", "threshold", 0.0, NULL),
+                              "video/x-raw,format=I420,width=40,height=40,framerate=30/1");
   GstBuffer *before = push_and_pull (harness, 1, 0), *after, *swapped;
 
   assert_labels (get_seg_meta (before), get_custom_structure (before), "cat,dog");
@@ -490,7 +441,8 @@ GST_START_TEST (test_inference_interval)
   GstBuffer *outs[4];
 
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGB,width=48,height=48,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGB,width=48,height=48,framerate=30/1");
   for (guint i = 0; i < 4; i++)
     outs[i] = push_and_pull (harness, 3 * i, i * GST_SECOND / 30);
   fail_unless_equals_int (count_inference_messages (bus), 2);
@@ -532,7 +484,7 @@ GST_END_TEST;
 
 GST_START_TEST (test_renegotiation)
 {
-  GstHarness *harness = make_harness (
+  GstHarness *harness = element_test_harness (
       make_seg ("labels", "cat,dog", "mode", 1, "threshold", 0.0, "inference-interval", 100, NULL),
       "video/x-raw,format=RGB,width=48,height=40,framerate=30/1");
   GstBuffer *before = push_and_pull (harness, 2, 0), *after;
@@ -569,8 +521,9 @@ GST_START_TEST (test_mask_size_and_min_area)
   GstUmgClipSegmentationMeta *meta;
   GstMapInfo map;
 
-  harness = make_harness (make_seg ("labels", "cat,dog", "mask-size", 20, "threshold", 0.0, NULL),
-                          "video/x-raw,format=BGRA,width=64,height=48,framerate=30/1");
+  harness = element_test_harness (
+      make_seg ("labels", "cat,dog", "mask-size", 20, "threshold", 0.0, NULL),
+      "video/x-raw,format=BGRA,width=64,height=48,framerate=30/1");
   out = push_and_pull (harness, 1, 0);
   meta = get_seg_meta (out);
   fail_unless_equals_int (meta->mask_width, 20);
@@ -580,8 +533,8 @@ GST_START_TEST (test_mask_size_and_min_area)
   gst_harness_teardown (harness);
 
   /* The automatic size stops at 256 on the longer side. */
-  harness = make_harness (make_seg ("labels", "cat,dog", NULL),
-                          "video/x-raw,format=RGB,width=2000,height=1000,framerate=30/1");
+  harness = element_test_harness (make_seg ("labels", "cat,dog", NULL),
+                                  "video/x-raw,format=RGB,width=2000,height=1000,framerate=30/1");
   out = push_and_pull (harness, 1, 0);
   meta = get_seg_meta (out);
   fail_unless_equals_int (meta->mask_width, 256);
@@ -590,7 +543,7 @@ GST_START_TEST (test_mask_size_and_min_area)
   gst_harness_teardown (harness);
 
   /* Nothing is as large as the whole frame plus one pixel: every segment goes. */
-  harness = make_harness (
+  harness = element_test_harness (
       make_seg ("labels", "cat,dog", "min-area", 64 * 48 + 1, "threshold", 0.0, "mode", 1, NULL),
       "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
   out = push_and_pull (harness, 1, 0);
@@ -631,7 +584,7 @@ GST_START_TEST (test_meta_survives_convert_and_scale)
       "t. ! queue ! appsink name=before sync=false "
       "t. ! queue ! videoconvert ! videoscale ! video/x-raw,format=I420,width=128,height=96 "
       "! appsink name=after sync=false",
-      test_model (), test_device ());
+      element_test_model (), element_test_device ());
   g_autoptr (GError) error = NULL;
   GstElement *pipeline = gst_parse_launch (description, &error);
   GstBuffer *before, *after;
@@ -752,12 +705,13 @@ GST_START_TEST (test_labels_cleared_in_playing)
   g_autofree gchar *debug = NULL;
 
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
   out = push_and_pull (harness, 0, 0);
   gst_buffer_unref (out);
   g_object_set (element, "labels", "", NULL);
-  fail_unless_equals_int (gst_harness_push (harness, make_frame (harness, 1, GST_SECOND / 30)),
-                          GST_FLOW_ERROR);
+  fail_unless_equals_int (
+      gst_harness_push (harness, element_test_frame (harness, 1, GST_SECOND / 30)), GST_FLOW_ERROR);
   message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (message != NULL);
   gst_message_parse_error (message, &error, &debug);
@@ -780,8 +734,8 @@ GST_START_TEST (test_labels_file)
   fail_unless (fd >= 0, "%s", error != NULL ? error->message : "");
   close (fd);
   fail_unless (g_file_set_contents (path, "road\n\n  person \ncar\n", -1, &error));
-  harness = make_harness (make_seg ("labels-file", path, "threshold", 0.0, NULL),
-                          "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
+  harness = element_test_harness (make_seg ("labels-file", path, "threshold", 0.0, NULL),
+                                  "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
   out = push_and_pull (harness, 0, 0);
   assert_labels (get_seg_meta (out), get_custom_structure (out), "road,person,car");
   assert_consistent (get_seg_meta (out), FALSE);

@@ -1,6 +1,8 @@
 /* umgcliptag through GstHarness: tags on the whole frame, on ROIs added by the test and on
  * segments, checked against the runtime called directly on the same input or on a dense map the
  * test builds itself. Environment: UMGCLIP_TEST_MODEL (model directory), UMGCLIP_TEST_DEVICE. */
+#include "element_test_util.h"
+
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
@@ -15,19 +17,6 @@
 
 static const gchar *const label_list[N_LABELS] = { "cat", "dog", "car", "tree" };
 
-static const gchar *
-test_model (void)
-{
-  return g_getenv ("UMGCLIP_TEST_MODEL");
-}
-
-static const gchar *
-test_device (void)
-{
-  const gchar *device = g_getenv ("UMGCLIP_TEST_DEVICE");
-  return device != NULL ? device : "cpu";
-}
-
 /* The runtime on the device the element uses, so label embeddings agree bit for bit. */
 static UmgClipContext *
 test_context (void)
@@ -36,8 +25,8 @@ test_context (void)
   UmgClipDeviceKind kind;
   gint index;
   UmgClipContext *context;
-  fail_unless (umgclip_parse_device (test_device (), &kind, &index, &error));
-  context = umgclip_context_new (test_model (), kind, index, &error);
+  fail_unless (umgclip_parse_device (element_test_device (), &kind, &index, &error));
+  context = umgclip_context_new (element_test_model (), kind, index, &error);
   fail_unless (context != NULL, "%s", error != NULL ? error->message : "");
   return context;
 }
@@ -58,53 +47,15 @@ label_embeddings (UmgClipContext *context)
 static GstElement *
 make_tagger (const gchar *first_property, ...)
 {
-  GstElement *element = gst_element_factory_make ("umgcliptag", NULL);
+  GstElement *element = element_test_make ("umgcliptag");
   va_list args;
-  fail_unless (element != NULL, "umgcliptag not found: is GST_PLUGIN_PATH set?");
-  g_object_set (element, "model", test_model (), "device", test_device (), "labels", LABELS,
-                "threshold", 0.0, NULL);
+  /* random test models score low: keep every tag unless the caller says otherwise */
+  g_object_set (element, "labels", LABELS, "threshold", 0.0, NULL);
   va_start (args, first_property);
   if (first_property != NULL)
     g_object_set_valist (G_OBJECT (element), first_property, args);
   va_end (args);
   return element;
-}
-
-static GstHarness *
-make_harness (GstElement *element, const gchar *caps)
-{
-  GstHarness *harness = gst_harness_new_with_element (element, "sink", "src");
-  gst_harness_set_src_caps_str (harness, caps);
-  return harness;
-}
-
-/* A frame of the harness's current caps filled with a pattern that depends on seed. */
-static GstBuffer *
-make_frame (GstHarness *harness, guint seed, GstClockTime pts)
-{
-  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (harness->srcpad);
-  GstVideoInfo info;
-  GstVideoFrame frame;
-  GstBuffer *buffer;
-
-  fail_unless (gst_video_info_from_caps (&info, caps));
-  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
-  fail_unless (gst_video_frame_map (&frame, &info, buffer, GST_MAP_WRITE));
-  for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES (&frame); plane++)
-    {
-      guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (&frame, plane);
-      gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, plane);
-      gint rows = GST_VIDEO_FRAME_COMP_HEIGHT (&frame, plane == 0 ? 0 : 1);
-      for (gint y = 0; y < rows; y++)
-        for (gint x = 0; x < stride; x++)
-          data[y * stride + x] = (guint8) ((x * (3 + seed) + y * (5 + 2 * seed) + plane * 71
-                                            + seed * 37 + ((x / 8 + y / 8 + seed) % 2) * 90)
-                                           & 0xff);
-    }
-  gst_video_frame_unmap (&frame);
-  GST_BUFFER_PTS (buffer) = pts;
-  GST_BUFFER_DURATION (buffer) = GST_SECOND / 30;
-  return buffer;
 }
 
 static GstBuffer *
@@ -283,8 +234,8 @@ GST_START_TEST (test_every_format_full_frame)
     {
       g_autofree gchar *caps
           = g_strdup_printf ("video/x-raw,format=%s,width=50,height=38,framerate=30/1", formats[f]);
-      GstHarness *harness = make_harness (make_tagger ("top-k", 3, NULL), caps);
-      GstBuffer *out = push_and_pull (harness, make_frame (harness, f, 0));
+      GstHarness *harness = element_test_harness (make_tagger ("top-k", 3, NULL), caps);
+      GstBuffer *out = push_and_pull (harness, element_test_frame (harness, f, 0));
       GstVideoRegionOfInterestMeta *roi;
       Tags tags;
       gdouble sum = 0;
@@ -344,9 +295,9 @@ GST_START_TEST (test_full_frame_matches_runtime)
   g_autofree gfloat *labels = label_embeddings (context);
   const gint dim = umgclip_context_get_info (context)->embed_dim;
   g_autofree gfloat *embedding = g_new (gfloat, dim);
-  GstHarness *harness = make_harness (make_tagger ("top-k", 4, NULL),
-                                      "video/x-raw,format=RGB,width=64,height=64,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 3, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger ("top-k", 4, NULL), "video/x-raw,format=RGB,width=64,height=64,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 3, 0), *out;
   gfloat pixels[3 * 32 * 32];
   GstMapInfo map;
   Tags tags;
@@ -374,10 +325,10 @@ GST_START_TEST (test_roi_list_roi_align)
   g_autofree gfloat *labels = label_embeddings (context);
   const gint dim = umgclip_context_get_info (context)->embed_dim;
   g_autofree gfloat *middle = g_new (gfloat, dim);
-  GstHarness *harness
-      = make_harness (make_tagger ("inference-region", 1, "input-size", 64, "top-k", 4, NULL),
-                      "video/x-raw,format=RGBx,width=64,height=64,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 1, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger ("inference-region", 1, "input-size", 64, "top-k", 4, NULL),
+      "video/x-raw,format=RGBx,width=64,height=64,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 1, 0), *out;
   Tags left, right, centre;
 
   add_dense_meta (in, labels, dim, 64, 0, 1, 4);
@@ -407,10 +358,10 @@ GST_END_TEST;
 
 GST_START_TEST (test_object_class_filter)
 {
-  GstHarness *harness
-      = make_harness (make_tagger ("inference-region", 1, "object-class", "person, dog", NULL),
-                      "video/x-raw,format=BGRx,width=64,height=48,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 2, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger ("inference-region", 1, "object-class", "person, dog", NULL),
+      "video/x-raw,format=BGRx,width=64,height=48,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 2, 0), *out;
   GstVideoRegionOfInterestMeta *unnamed;
 
   gst_buffer_add_video_region_of_interest_meta (in, "person", 0, 0, 20, 40);
@@ -468,10 +419,10 @@ GST_START_TEST (test_top_k_and_threshold)
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      GstHarness *harness = make_harness (
+      GstHarness *harness = element_test_harness (
           make_tagger ("top-k", cases[i].top_k, "threshold", cases[i].threshold, NULL),
           "video/x-raw,format=RGB,width=40,height=30,framerate=30/1");
-      GstBuffer *in = make_frame (harness, 0, 0), *out;
+      GstBuffer *in = element_test_frame (harness, 0, 0), *out;
       Tags tags;
       add_dense_meta (in, labels, dim, 32, 2, 2, 0);
       out = push_and_pull (harness, in);
@@ -490,15 +441,15 @@ GST_START_TEST (test_labels_changed_in_playing)
   const gchar *const new_labels[] = { "red car", "green tree", "blue sky", NULL };
   GstElement *element = make_tagger (NULL);
   GstHarness *harness
-      = make_harness (element, "video/x-raw,format=NV12,width=48,height=32,framerate=30/1");
-  GstBuffer *before = push_and_pull (harness, make_frame (harness, 1, 0)), *after;
+      = element_test_harness (element, "video/x-raw,format=NV12,width=48,height=32,framerate=30/1");
+  GstBuffer *before = push_and_pull (harness, element_test_frame (harness, 1, 0)), *after;
   Tags tags;
 
   tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (before, 0), label_list,
                     N_LABELS);
   fail_unless_equals_int (tags.n, N_LABELS);
   g_object_set (element, "labels", "red car, green tree, blue sky", NULL);
-  after = push_and_pull (harness, make_frame (harness, 1, GST_SECOND / 30));
+  after = push_and_pull (harness, element_test_frame (harness, 1, GST_SECOND / 30));
   tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (after, 0), new_labels, 3);
   fail_unless_equals_int (tags.n, 3);
   gst_buffer_unref (before);
@@ -515,10 +466,10 @@ GST_START_TEST (test_crop_matches_runtime)
   g_autofree gfloat *labels = label_embeddings (context);
   const gint dim = umgclip_context_get_info (context)->embed_dim;
   g_autofree gfloat *embedding = g_new (gfloat, dim);
-  GstHarness *harness
-      = make_harness (make_tagger ("inference-region", 1, "region-mode", 1, "top-k", 4, NULL),
-                      "video/x-raw,format=RGB,width=128,height=128,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 5, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger ("inference-region", 1, "region-mode", 1, "top-k", 4, NULL),
+      "video/x-raw,format=RGB,width=128,height=128,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 5, 0), *out;
   gfloat pixels[3 * 32 * 32];
   GstMapInfo map;
   Tags crop, whole;
@@ -548,9 +499,9 @@ GST_START_TEST (test_crop_every_format)
     {
       g_autofree gchar *caps
           = g_strdup_printf ("video/x-raw,format=%s,width=50,height=38,framerate=30/1", formats[f]);
-      GstHarness *harness
-          = make_harness (make_tagger ("inference-region", 1, "region-mode", 1, NULL), caps);
-      GstBuffer *in = make_frame (harness, f, 0), *out;
+      GstHarness *harness = element_test_harness (
+          make_tagger ("inference-region", 1, "region-mode", 1, NULL), caps);
+      GstBuffer *in = element_test_frame (harness, f, 0), *out;
       /* odd corners and a box reaching past the frame */
       gst_buffer_add_video_region_of_interest_meta (in, "a", 3, 5, 21, 17);
       gst_buffer_add_video_region_of_interest_meta (in, "b", 31, 21, 40, 40);
@@ -572,10 +523,10 @@ GST_START_TEST (test_segments_from_meta)
   g_autofree gfloat *labels = label_embeddings (context);
   const gint dim = umgclip_context_get_info (context)->embed_dim;
   const gchar *seg_labels[] = { "blob", NULL };
-  GstHarness *harness
-      = make_harness (make_tagger ("inference-region", 2, "input-size", 64, "top-k", 4, NULL),
-                      "video/x-raw,format=I420,width=64,height=64,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 1, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger ("inference-region", 2, "input-size", 64, "top-k", 4, NULL),
+      "video/x-raw,format=I420,width=64,height=64,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 1, 0), *out;
   GstBuffer *class_map = gst_buffer_new_allocate (NULL, 16 * 16, NULL);
   GstBuffer *instance_map = gst_buffer_new_allocate (NULL, 16 * 16 * 2, NULL);
   GstUmgClipSegmentationMeta *seg;
@@ -646,14 +597,14 @@ GST_START_TEST (test_segments_after_umgclipseg)
       "umgclipseg model=%s device=%s mode=panoptic labels=sky,road,car,person stuff-labels=sky,road"
       " threshold=0 min-area=0 ! umgcliptag model=%s device=%s inference-region=segments "
       "labels=red,green,blue threshold=0 top-k=2",
-      test_model (), test_device (), test_model (), test_device ());
+      element_test_model (), element_test_device (), element_test_model (), element_test_device ());
   GstHarness *harness = gst_harness_new_parse (description);
   GstUmgClipSegmentationMeta *seg;
   GstBuffer *out;
 
   gst_harness_set_src_caps_str (harness,
                                 "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
-  out = push_and_pull (harness, make_frame (harness, 4, 0));
+  out = push_and_pull (harness, element_test_frame (harness, 4, 0));
   seg = gst_buffer_get_umgclip_segmentation_meta (out);
   fail_unless (seg != NULL);
   fail_unless (seg->segments->len > 0);
@@ -712,10 +663,11 @@ GST_START_TEST (test_inference_interval_full_frame)
   GstBuffer *outs[4];
 
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGBA,width=40,height=40,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGBA,width=40,height=40,framerate=30/1");
   for (guint i = 0; i < 4; i++)
     {
-      outs[i] = push_and_pull (harness, make_frame (harness, i, i * GST_SECOND / 30));
+      outs[i] = push_and_pull (harness, element_test_frame (harness, i, i * GST_SECOND / 30));
       fail_unless_equals_int (count_rois (outs[i]), 1);
       assert_ids_numbered (outs[i]);
     }
@@ -738,9 +690,10 @@ GST_END_TEST;
 GST_START_TEST (test_inference_interval_roi_list)
 {
   GstHarness *harness
-      = make_harness (make_tagger ("inference-region", 1, "inference-interval", 2, NULL),
-                      "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
-  GstBuffer *first = make_frame (harness, 1, 0), *second = make_frame (harness, 2, GST_SECOND / 30);
+      = element_test_harness (make_tagger ("inference-region", 1, "inference-interval", 2, NULL),
+                              "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  GstBuffer *first = element_test_frame (harness, 1, 0),
+            *second = element_test_frame (harness, 2, GST_SECOND / 30);
   GstBuffer *out_first, *out_second;
 
   gst_buffer_add_video_region_of_interest_meta (first, "car", 10, 10, 30, 20);
@@ -769,9 +722,9 @@ GST_END_TEST;
 /* Upstream ROIs numbered 0..1 keep their ids; the frame ROI becomes 2. */
 GST_START_TEST (test_ids_with_upstream_rois)
 {
-  GstHarness *harness = make_harness (make_tagger (NULL),
-                                      "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
-  GstBuffer *in = make_frame (harness, 0, 0), *out;
+  GstHarness *harness = element_test_harness (
+      make_tagger (NULL), "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
+  GstBuffer *in = element_test_frame (harness, 0, 0), *out;
   GstVideoRegionOfInterestMeta *a
       = gst_buffer_add_video_region_of_interest_meta (in, "a", 0, 0, 4, 4);
   GstVideoRegionOfInterestMeta *b
@@ -840,9 +793,11 @@ GST_START_TEST (test_errors)
   /* Emptying the labels while playing stops the stream with an error naming them. */
   element = make_tagger (NULL);
   gst_element_set_bus (element, bus);
-  harness = make_harness (element, "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
+  harness
+      = element_test_harness (element, "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
   g_object_set (element, "labels", "", NULL);
-  fail_unless_equals_int (gst_harness_push (harness, make_frame (harness, 0, 0)), GST_FLOW_ERROR);
+  fail_unless_equals_int (gst_harness_push (harness, element_test_frame (harness, 0, 0)),
+                          GST_FLOW_ERROR);
   message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (message != NULL);
   gst_message_parse_error (message, &stream_error, NULL);

@@ -1,0 +1,62 @@
+/* Shared pieces of the element tests (element_test_util.h). */
+#include "element_test_util.h"
+
+#include <gst/video/video.h>
+
+const gchar *
+element_test_model (void)
+{
+  return g_getenv ("UMGCLIP_TEST_MODEL");
+}
+
+const gchar *
+element_test_device (void)
+{
+  const gchar *device = g_getenv ("UMGCLIP_TEST_DEVICE");
+  return device != NULL ? device : "cpu";
+}
+
+GstElement *
+element_test_make (const gchar *factory)
+{
+  GstElement *element = gst_element_factory_make (factory, NULL);
+  fail_unless (element != NULL, "%s not found: is GST_PLUGIN_PATH set?", factory);
+  g_object_set (element, "model", element_test_model (), "device", element_test_device (), NULL);
+  return element;
+}
+
+GstHarness *
+element_test_harness (GstElement *element, const gchar *caps)
+{
+  GstHarness *harness = gst_harness_new_with_element (element, "sink", "src");
+  gst_harness_set_src_caps_str (harness, caps);
+  return harness;
+}
+
+GstBuffer *
+element_test_frame (GstHarness *harness, guint seed, GstClockTime pts)
+{
+  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (harness->srcpad);
+  GstVideoInfo info;
+  GstVideoFrame frame;
+  GstBuffer *buffer;
+
+  fail_unless (gst_video_info_from_caps (&info, caps));
+  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
+  fail_unless (gst_video_frame_map (&frame, &info, buffer, GST_MAP_WRITE));
+  for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES (&frame); plane++)
+    {
+      guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (&frame, plane);
+      gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, plane);
+      gint rows = GST_VIDEO_FRAME_COMP_HEIGHT (&frame, plane == 0 ? 0 : 1);
+      for (gint y = 0; y < rows; y++)
+        for (gint x = 0; x < stride; x++)
+          data[y * stride + x] = (guint8) ((x * (3 + seed) + y * (5 + 2 * seed) + plane * 71
+                                            + seed * 37 + ((x / 8 + y / 8 + seed) % 2) * 90)
+                                           & 0xff);
+    }
+  gst_video_frame_unmap (&frame);
+  GST_BUFFER_PTS (buffer) = pts;
+  GST_BUFFER_DURATION (buffer) = GST_SECOND / 30;
+  return buffer;
+}
