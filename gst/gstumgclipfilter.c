@@ -33,6 +33,8 @@ enum
   PROP_DENSE_MODE,
   PROP_INPUT_SIZE,
   PROP_QOS,
+  PROP_VULKAN_DEVICE,
+  PROP_VULKAN_DEVICE_INDEX,
 };
 
 /* ---- process-wide model cache: one loaded model per (directory, device) ---- */
@@ -151,6 +153,8 @@ typedef struct
   gchar *model_id;
   gint input_width, input_height;
   GStrv file_labels;
+  GstUmgClipVulkan *vulkan; /* device shared through GstContext, Vulkan frames */
+  gint vulkan_device_index; /* the runtime's Vulkan device, -1: CPU or chosen by the runtime */
 
   /* Serialises label encoding; labels is replaced, never changed in place. */
   GMutex labels_lock;
@@ -296,6 +300,12 @@ gst_umgclip_filter_get_property (GObject *object, guint prop_id, GValue *value, 
       break;
     case PROP_QOS:
       g_value_set_boolean (value, priv->qos);
+      break;
+    case PROP_VULKAN_DEVICE:
+      g_value_take_object (value, gst_umgclip_vulkan_get_device (priv->vulkan));
+      break;
+    case PROP_VULKAN_DEVICE_INDEX:
+      g_value_set_int (value, priv->vulkan_device_index);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -546,6 +556,10 @@ release_resources (GstUmgClipFilter *filter)
   g_clear_pointer (&priv->file_labels, g_strfreev);
   g_clear_pointer (&priv->model_id, g_free);
   g_clear_pointer (&priv->model, shared_model_release);
+  gst_umgclip_vulkan_reset (priv->vulkan);
+  GST_OBJECT_LOCK (filter);
+  priv->vulkan_device_index = -1;
+  GST_OBJECT_UNLOCK (filter);
 }
 
 static gboolean
@@ -577,6 +591,16 @@ gst_umgclip_filter_start (GstBaseTransform *trans)
                          ("device=%s", device));
       return FALSE;
     }
+  /* Frames from a Vulkan element upstream are best analysed on its device. */
+  if (device_kind != UMGCLIP_DEVICE_CPU && device_index < 0)
+    {
+      gint shared_index = gst_umgclip_vulkan_find_device (priv->vulkan);
+      if (shared_index >= 0)
+        {
+          device_kind = UMGCLIP_DEVICE_VULKAN;
+          device_index = shared_index;
+        }
+    }
   if (model_dir == NULL || *model_dir == '\0')
     {
       GST_ELEMENT_ERROR (filter, RESOURCE, NOT_FOUND, ("No model directory given"),
@@ -592,6 +616,9 @@ gst_umgclip_filter_start (GstBaseTransform *trans)
       return FALSE;
     }
   info = umgclip_context_get_info (priv->model->context);
+  GST_OBJECT_LOCK (filter);
+  priv->vulkan_device_index = device_kind == UMGCLIP_DEVICE_VULKAN ? device_index : -1;
+  GST_OBJECT_UNLOCK (filter);
   priv->model_id = g_path_get_basename (model_dir);
 
   /* The network input is square and a whole number of patches. */
@@ -736,9 +763,10 @@ gst_umgclip_filter_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
       return GST_FLOW_OK;
     }
 
-  if (!gst_video_frame_map (&frame, &video_filter->in_info, buffer, GST_MAP_READ))
+  if (!gst_umgclip_vulkan_frame_map (priv->vulkan, &frame, &video_filter->in_info, buffer, &error))
     {
-      GST_ELEMENT_ERROR (filter, STREAM, FAILED, ("Could not map the video frame"), (NULL));
+      GST_ELEMENT_ERROR (filter, STREAM, FAILED,
+                         ("Could not read the video frame: %s", error->message), (NULL));
       return GST_FLOW_ERROR;
     }
   started = g_get_monotonic_time ();
@@ -747,7 +775,7 @@ gst_umgclip_filter_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
            filter, &frame, klass->wants_dense != NULL && klass->wants_dense (filter), &features,
            &error)
        && klass->infer (filter, &frame, &features, result, &error);
-  gst_video_frame_unmap (&frame);
+  gst_umgclip_vulkan_frame_unmap (priv->vulkan, &frame);
   if (!ok)
     {
       GST_ELEMENT_ERROR (filter, LIBRARY, FAILED, ("Inference failed: %s", error->message), (NULL));
@@ -795,8 +823,11 @@ static gboolean
 gst_umgclip_filter_query (GstBaseTransform *trans, GstPadDirection direction, GstQuery *query)
 {
   GstUmgClipFilterPrivate *priv = get_priv (GST_UMGCLIP_FILTER (trans));
-  gboolean ok
-      = GST_BASE_TRANSFORM_CLASS (gst_umgclip_filter_parent_class)->query (trans, direction, query);
+  gboolean ok;
+
+  if (gst_umgclip_vulkan_handle_query (priv->vulkan, query))
+    return TRUE;
+  ok = GST_BASE_TRANSFORM_CLASS (gst_umgclip_filter_parent_class)->query (trans, direction, query);
 
   if (ok && direction == GST_PAD_SRC && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY)
     {
@@ -818,11 +849,19 @@ gst_umgclip_filter_query (GstBaseTransform *trans, GstPadDirection direction, Gs
 }
 
 static void
+gst_umgclip_filter_set_context (GstElement *element, GstContext *context)
+{
+  gst_umgclip_vulkan_set_context (get_priv (GST_UMGCLIP_FILTER (element))->vulkan, context);
+  GST_ELEMENT_CLASS (gst_umgclip_filter_parent_class)->set_context (element, context);
+}
+
+static void
 gst_umgclip_filter_finalize (GObject *object)
 {
   GstUmgClipFilter *filter = GST_UMGCLIP_FILTER (object);
   GstUmgClipFilterPrivate *priv = get_priv (filter);
   release_resources (filter);
+  gst_umgclip_vulkan_free (priv->vulkan);
   g_free (priv->model_dir);
   g_free (priv->device);
   g_free (priv->labels_text);
@@ -845,6 +884,8 @@ gst_umgclip_filter_init (GstUmgClipFilter *filter)
   priv->input_size = DEFAULT_INPUT_SIZE;
   priv->earliest_time = GST_CLOCK_TIME_NONE;
   g_mutex_init (&priv->labels_lock);
+  priv->vulkan = gst_umgclip_vulkan_new (GST_ELEMENT (filter));
+  priv->vulkan_device_index = -1;
   /* Metadata only: buffers are made writable for metas, pixels are never written. */
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (filter), TRUE);
   gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (filter), FALSE);
@@ -920,6 +961,21 @@ gst_umgclip_filter_class_init (GstUmgClipFilterClass *klass)
                          0, 4096, DEFAULT_INPUT_SIZE, flags | GST_PARAM_MUTABLE_READY));
   /* GstBaseTransform's qos drops late frames; here only inference is skipped. */
   g_object_class_override_property (gobject_class, PROP_QOS, "qos");
+  g_object_class_install_property (
+      gobject_class, PROP_VULKAN_DEVICE,
+      g_param_spec_object (
+          "vulkan-device", "Vulkan device",
+          "The GstVulkanDevice shared with neighbouring Vulkan elements through GstContext "
+          "(theirs, the application's, or one opened for a Vulkan element upstream); looked "
+          "for at start unless device is cpu or vulkan:N",
+          gst_umgclip_vulkan_device_type (), G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (
+      gobject_class, PROP_VULKAN_DEVICE_INDEX,
+      g_param_spec_int ("vulkan-device-index", "Vulkan device index",
+                        "Index of the Vulkan device the model runs on (that of vulkan-device when "
+                        "one was shared and device is auto or vulkan); -1 on the CPU or when the "
+                        "runtime chose the device itself",
+                        -1, G_MAXINT, -1, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_pad_template (
       element_class, gst_pad_template_new ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
@@ -928,6 +984,7 @@ gst_umgclip_filter_class_init (GstUmgClipFilterClass *klass)
       element_class, gst_pad_template_new ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
                                            gst_caps_from_string (GST_UMGCLIP_FILTER_CAPS)));
 
+  element_class->set_context = GST_DEBUG_FUNCPTR (gst_umgclip_filter_set_context);
   transform_class->start = GST_DEBUG_FUNCPTR (gst_umgclip_filter_start);
   transform_class->stop = GST_DEBUG_FUNCPTR (gst_umgclip_filter_stop);
   transform_class->transform_ip = GST_DEBUG_FUNCPTR (gst_umgclip_filter_transform_ip);

@@ -7,6 +7,7 @@
 #include <gst/video/video.h>
 #include <gst/video/gstvideofilter.h>
 
+#include "gstumgclipvulkan.h"
 #include "umgclip.h"
 
 G_BEGIN_DECLS
@@ -17,8 +18,12 @@ G_DECLARE_DERIVABLE_TYPE (GstUmgClipFilter, gst_umgclip_filter, GST, UMGCLIP_FIL
 #define GST_TYPE_UMGCLIP_DENSE_MODE (gst_umgclip_dense_mode_get_type ())
 GType gst_umgclip_dense_mode_get_type (void);
 
-/* Caps every umgclip filter accepts: system-memory video in these formats, any size. */
-#define GST_UMGCLIP_FILTER_CAPS GST_VIDEO_CAPS_MAKE ("{ RGB, RGBA, RGBx, BGRx, BGRA, NV12, I420 }")
+/* Caps every umgclip filter accepts, any size, output caps = input caps: these formats in system
+ * memory, and in Vulkan buffers or images (read through gstumgclipvulkan.h). */
+#define GST_UMGCLIP_FILTER_FORMATS "{ RGB, RGBA, RGBx, BGRx, BGRA, NV12, I420 }"
+#define GST_UMGCLIP_FILTER_CAPS                                                                    \
+  GST_VIDEO_CAPS_MAKE (GST_UMGCLIP_FILTER_FORMATS)                                                 \
+  GST_UMGCLIP_VULKAN_CAPS (GST_UMGCLIP_FILTER_FORMATS)
 
 /* Features of one frame. Owned by the base class, valid during the infer() call. */
 typedef struct

@@ -224,4 +224,11 @@ gboolean umgclip_rank_labels (const gfloat *embeddings, guint n, gint dim,
                               const gfloat *label_embeddings, guint n_labels, gfloat logit_scale,
                               guint top_k, guint *ids_out, gfloat *scores_out, GError **error);
 
+/* ---- Vulkan devices (vk_context.c) ---- */
+
+/* The device_index for umgclip_context_new (UMGCLIP_DEVICE_VULKAN) of the Vulkan physical device
+ * whose VkPhysicalDeviceIDProperties.deviceUUID is uuid, so that the model runs on the same
+ * device as, say, a GStreamer Vulkan element. UMGCLIP_ERROR_DEVICE when none matches. */
+gboolean umgclip_vulkan_device_index_for_uuid (const guint8 uuid[16], gint *index, GError **error);
+
 G_END_DECLS

@@ -453,6 +453,50 @@ umg_vk_has_gpu (void)
   return answer == 2;
 }
 
+gboolean
+umgclip_vulkan_device_index_for_uuid (const guint8 uuid[16], gint *index, GError **error)
+{
+  UmgVkContext probe = { 0 };
+  g_autoptr (GPtrArray) devices = NULL;
+  gboolean found = FALSE;
+
+  /* A plain instance: validation would only add messages nobody collects here. */
+  if (!create_instance (&probe, FALSE, error))
+    goto out;
+  devices = enumerate_devices (probe.instance, error);
+  if (devices == NULL)
+    goto out;
+  /* Same enumeration as umg_vk_context_new, so the index means the same device there. */
+  for (guint i = 0; i < devices->len && !found; i++)
+    {
+      VkPhysicalDeviceIDProperties id_properties = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES,
+      };
+      VkPhysicalDeviceProperties2 properties = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+        .pNext = &id_properties,
+      };
+      vkGetPhysicalDeviceProperties2 (devices->pdata[i], &properties);
+      if (memcmp (id_properties.deviceUUID, uuid, VK_UUID_SIZE) == 0)
+        {
+          *index = (gint) i;
+          found = TRUE;
+        }
+    }
+  if (!found)
+    {
+      g_autoptr (GString) hex = g_string_new (NULL);
+      for (guint i = 0; i < VK_UUID_SIZE; i++)
+        g_string_append_printf (hex, "%02x", uuid[i]);
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                   "no Vulkan device with UUID %s among %u device(s)", hex->str, devices->len);
+    }
+out:
+  if (probe.instance != VK_NULL_HANDLE)
+    vkDestroyInstance (probe.instance, NULL);
+  return found;
+}
+
 static gint
 find_memory_type (UmgVkContext *ctx, guint32 type_bits, VkMemoryPropertyFlags required,
                   VkMemoryPropertyFlags preferred)
