@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+# Trains the CLIP baseline or the UMG model from scratch on generated scenes and exports a
+# HuggingFace-layout model directory that the C runtime loads.
+"""Train a tiny CLIP (image-text only) or UMG (image + region + pixel alignment) model.
+
+  train.py --model clip|umg --steps N --seed S --out DIR [--batch 64] [--probe-dir D]
+
+Both models see the same scenes in the same order (scene i of step s is
+scenes.generate("train", seed, s * batch + i)) with the same budget of steps.
+
+  clip  every step: symmetric image-caption InfoNCE; all parameters trained.
+  umg   stage 1 (the first 1 - tune_fraction of the steps): image-caption InfoNCE
+        + region-text loss: RoI-Align of the dense map over each thing box, classified
+          against the text embeddings of every training colour-shape tag
+        + pixel-text loss: mask pooling of the dense map over each thing instance and
+          stuff mask, classified against every training thing tag and stuff name
+        (the dense map is the runtime's reduced last block; its mode cycles through
+        --dense-modes step by step so every runtime mode is trained); all parameters.
+        stage 2 (the last tune_fraction of the steps): parameter-efficient tuning of the
+        dense head: everything frozen except low-rank adapters (LoRA, rank --lora-rank) on
+        the q, k, v and out projections of the last vision block, the block both the dense
+        path and the CLS path end in; same three losses, so the image embedding stays aligned.
+        export() folds the adapters into those four weights.
+
+Tags are wrapped in a prompt template drawn per step ("a {}", "a photo of a {}.", "{}"),
+so the runtime's default "a photo of a {}." prompts match what training saw.
+
+Every step appends one JSON line to --log (default OUT/training_log.jsonl): step, stage,
+loss and its parts. --probe-dir writes a held-out scene (PNG, normalised .npy) and what
+the trained PyTorch model computes for it (image, dense maps in every mode, regions,
+texts, classification), so tests can compare the exported model run by the C runtime.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import model as clip_model  # noqa: E402
+import scenes  # noqa: E402
+import vocab as vocabulary  # noqa: E402
+
+PROMPT_TEMPLATES = ["a {}", "a photo of a {}.", "{}"]
+CLASSIFY_TEMPLATE = "a photo of a {}."  # the umgclip CLI's default
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["clip", "umg"], required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="model directory to export")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up steps (default: 5%% of the steps, at most 100)")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--dense-modes", default=",".join(clip_model.DENSE_MODES),
+                        help="dense modes the UMG losses cycle through")
+    parser.add_argument("--tune-fraction", type=float, default=0.25,
+                        help="UMG: share of the steps spent tuning only the dense-head adapters")
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--region-weight", type=float, default=1.0)
+    parser.add_argument("--pixel-weight", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
+    parser.add_argument("--log", help="JSON lines of losses (default OUT/training_log.jsonl)")
+    parser.add_argument("--log-every", type=int, default=10, help="print every N steps")
+    parser.add_argument("--probe-dir", help="write a held-out probe and the model's outputs")
+    args = parser.parse_args(argv)
+    args.dense_modes = [m for m in args.dense_modes.split(",") if m]
+    for mode in args.dense_modes:
+        if mode not in clip_model.DENSE_MODES:
+            parser.error("unknown dense mode %r" % mode)
+    if args.steps < 1 or args.batch < 2:
+        parser.error("--steps must be >= 1 and --batch >= 2")
+    if not 0.0 <= args.tune_fraction < 1.0:
+        parser.error("--tune-fraction must be in [0, 1)")
+    return args
+
+
+class Batch:
+    """One step's scenes as tensors, plus the pooling weights of their boxes and masks."""
+
+    def __init__(self, scene_list, vocab, context_length, patch_size):
+        self.pixels = clip_model.pixels_from_uint8(np.stack([s.image for s in scene_list]))
+        self.captions = [s.caption for s in scene_list]
+        self.caption_ids = torch.tensor([vocab.tokenize(c, context_length) for c in self.captions])
+        grid = self.pixels.shape[2] // patch_size
+        # regions and masks as (scene index, pooling weights over that scene's cells, tag)
+        self.region_scene, self.region_tag, boxes = [], [], []
+        self.mask_scene, self.mask_tag, masks = [], [], []
+        for i, s in enumerate(scene_list):
+            for t in s.things:
+                tag = scenes.thing_tag(t.colour, t.shape)
+                self.region_scene.append(i)
+                self.region_tag.append(tag)
+                boxes.append(t.box)
+                self.mask_scene.append(i)
+                self.mask_tag.append(tag)
+                masks.append(t.mask)
+            for st in s.stuff:
+                self.mask_scene.append(i)
+                self.mask_tag.append(st.name)
+                masks.append(st.mask)
+        self.region_weights = clip_model.roi_align_weights(boxes, grid, grid, patch_size)
+        self.mask_weights = clip_model.mask_pool_weights(torch.as_tensor(np.stack(masks)),
+                                                         patch_size)
+
+
+def make_batch(args, step, vocab, cfg):
+    first = step * args.batch
+    scene_list = [scenes.generate("train", args.seed, first + i, cfg["image_size"])
+                  for i in range(args.batch)]
+    return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"])
+
+
+def contrastive_loss(image, text, captions, scale):
+    """Symmetric InfoNCE; identical captions in a batch are all counted as matches."""
+    image = F.normalize(image, dim=-1)
+    text = F.normalize(text, dim=-1)
+    logits = scale * image @ text.t()
+    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
+    targets = same / same.sum(1, keepdim=True)
+    return 0.5 * (torch.sum(-targets * F.log_softmax(logits, 1), 1).mean()
+                  + torch.sum(-targets * F.log_softmax(logits.t(), 1), 1).mean())
+
+
+def pooled_loss(dense_flat, scene_index, weights, tags, candidates, candidate_embeddings, scale):
+    """Cross-entropy of pooled dense features against the candidate tag embeddings."""
+    if not tags:
+        return torch.zeros(())
+    cells = dense_flat[torch.tensor(scene_index)]  # [n, cells, E]
+    pooled = F.normalize(torch.einsum("nc,nce->ne", weights, cells), dim=-1)
+    logits = scale * pooled @ F.normalize(candidate_embeddings, dim=-1).t()
+    targets = torch.tensor([candidates.index(t) for t in tags])
+    return F.cross_entropy(logits, targets)
+
+
+def learning_rate(step, first, last, peak, warmup):
+    """Linear warm-up then cosine decay to a tenth, over steps [first, last)."""
+    position = step - first
+    length = max(last - first, 1)
+    if position < warmup:
+        return peak * (position + 1) / warmup
+    progress = (position - warmup) / max(length - warmup, 1)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def make_optimizer(parameters, lr, weight_decay):
+    decay = [p for p in parameters if p.dim() >= 2]
+    no_decay = [p for p in parameters if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def train(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    vocab = vocabulary.build()
+    cfg = dict(clip_model.TINY, vocab_size=len(vocab))
+    model = clip_model.ClipModel(cfg)
+    train_pairs = scenes.pairs("train")
+    thing_tags = [scenes.thing_tag(c, s) for c, s in train_pairs]
+    all_tags = thing_tags + scenes.STUFF
+
+    umg = args.model == "umg"
+    tune_from = args.steps - int(round(args.steps * args.tune_fraction)) if umg else args.steps
+    warmup = args.warmup if args.warmup is not None else max(1, min(100, args.steps // 20))
+    optimizer = make_optimizer(list(model.parameters()), args.lr, args.weight_decay)
+    stage_first, stage_last, peak = 0, tune_from, args.lr
+    template_rng = np.random.default_rng([args.seed, 7])
+
+    log_path = args.log or os.path.join(args.out, "training_log.jsonl")
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    log = open(log_path, "w")
+    log.write(json.dumps({"args": vars(args), "config": cfg}) + "\n")
+    started = time.time()
+    for step in range(args.steps):
+        if umg and step == tune_from:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            adapters = model.add_dense_adapters(rank=args.lora_rank, alpha=float(args.lora_rank))
+            optimizer = make_optimizer(adapters, args.lora_lr, 0.0)
+            stage_first, stage_last, peak = tune_from, args.steps, args.lora_lr
+        stage = 2 if step >= tune_from else 1
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, stage_first, stage_last, peak,
+                                        warmup if stage == 1 else 1)
+
+        batch = make_batch(args, step, vocab, cfg)
+        mode = args.dense_modes[step % len(args.dense_modes)] if umg else None
+        image, dense = model.encode_image(batch.pixels, mode)
+        text = model.encode_text(batch.caption_ids, vocab.end_id)
+        scale = model.scale()
+        parts = {"image": contrastive_loss(image, text, batch.captions, scale)}
+        if umg:
+            template = PROMPT_TEMPLATES[int(template_rng.integers(len(PROMPT_TEMPLATES)))]
+            tag_ids = torch.tensor([vocab.tokenize(template.format(t), cfg["context_length"])
+                                    for t in all_tags])
+            tag_embeddings = model.encode_text(tag_ids, vocab.end_id)
+            dense_flat = dense.reshape(dense.shape[0], -1, dense.shape[-1])
+            parts["region"] = args.region_weight * pooled_loss(
+                dense_flat, batch.region_scene, batch.region_weights, batch.region_tag,
+                thing_tags, tag_embeddings[:len(thing_tags)], scale)
+            parts["pixel"] = args.pixel_weight * pooled_loss(
+                dense_flat, batch.mask_scene, batch.mask_weights, batch.mask_tag, all_tags,
+                tag_embeddings, scale)
+        loss = sum(parts.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        record = {"step": step, "stage": stage, "loss": round(loss.item(), 6),
+                  "seconds": round(time.time() - started, 2)}
+        record.update({k: round(v.item(), 6) for k, v in parts.items()})
+        if mode:
+            record["dense_mode"] = mode
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if step % args.log_every == 0 or step == args.steps - 1:
+            print(json.dumps(record), flush=True)
+    log.close()
+
+    model.eval()
+    metadata = {"format": "pt", "umgclip_training": json.dumps(
+        {"model": args.model, "steps": args.steps, "seed": args.seed, "batch": args.batch})}
+    model.export(args.out, vocab, args.dtype, metadata)
+    if args.probe_dir:
+        write_probe(model, vocab, cfg, args.probe_dir)
+    return 0
+
+
+@torch.no_grad()
+def write_probe(model, vocab, cfg, probe_dir):
+    """A held-out scene and the trained model's outputs on it, for checking the export."""
+    os.makedirs(probe_dir, exist_ok=True)
+    scene = scenes.generate("heldout", 0, 0, cfg["image_size"])
+    scenes.write_png(os.path.join(probe_dir, "probe.png"), scene.image)
+    pixels = clip_model.pixels_from_uint8(scene.image[None])
+    np.save(os.path.join(probe_dir, "probe.npy"), pixels.numpy().astype(np.float32))
+
+    image, _ = model.encode_image(pixels)
+    dense = {}
+    for mode in clip_model.DENSE_MODES:
+        dense[mode] = model.encode_image(pixels, mode)[1][0]
+    boxes = [list(t.box) for t in scene.things]
+    weights = clip_model.roi_align_weights(boxes, dense["naclip"].shape[0],
+                                           dense["naclip"].shape[1], cfg["patch_size"])
+    regions = F.normalize(weights @ dense["naclip"].reshape(-1, dense["naclip"].shape[-1]), dim=-1)
+
+    # the scene's own things first, then other held-out pairings as distractors
+    things = [scenes.thing_tag(t.colour, t.shape) for t in scene.things]
+    others = [scenes.thing_tag(c, s) for c, s in scenes.pairs("heldout")]
+    labels = list(dict.fromkeys(things + others))[:6] + scenes.STUFF
+    texts = [scene.caption] + [t.phrase for t in scene.things] + labels
+    ids = torch.tensor([vocab.tokenize(t, cfg["context_length"]) for t in texts])
+    text_embeddings = model.encode_text(ids, vocab.end_id)
+    label_ids = torch.tensor([vocab.tokenize(CLASSIFY_TEMPLATE.format(t), cfg["context_length"])
+                              for t in labels])
+    label_embeddings = F.normalize(model.encode_text(label_ids, vocab.end_id), dim=-1)
+    scores = torch.softmax(model.scale() * F.normalize(image, dim=-1) @ label_embeddings.t(), -1)
+
+    with open(os.path.join(probe_dir, "probe.json"), "w") as f:
+        json.dump({
+            "image_embedding": image[0].tolist(),
+            "dense": {mode: d.tolist() for mode, d in dense.items()},
+            "boxes": boxes, "regions_naclip": regions.tolist(),
+            "texts": texts,
+            "tokens": [row[:row.index(vocab.end_id) + 1] for row in ids.tolist()],
+            "text_embeddings": text_embeddings.tolist(),
+            "classify": {"labels": labels, "template": CLASSIFY_TEMPLATE,
+                         "scores": scores[0].tolist()},
+        }, f)
+
+
+def main():
+    return train(parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
