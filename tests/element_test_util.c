@@ -2,6 +2,7 @@
 #include "element_test_util.h"
 
 #include <gst/video/video.h>
+#include <string.h>
 
 const gchar *
 element_test_model (void)
@@ -59,4 +60,29 @@ element_test_frame (GstHarness *harness, guint seed, GstClockTime pts)
   GST_BUFFER_PTS (buffer) = pts;
   GST_BUFFER_DURATION (buffer) = GST_SECOND / 30;
   return buffer;
+}
+
+/* Starting element fails, and the bus gets an error from it whose message contains expected.
+ * Takes the element's reference. */
+void
+element_test_assert_start_error (GstElement *element, const gchar *expected)
+{
+  g_autoptr (GstBus) bus = gst_bus_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *debug = NULL;
+  GstMessage *message;
+
+  gst_element_set_bus (element, bus);
+  fail_unless_equals_int (gst_element_set_state (element, GST_STATE_PAUSED),
+                          GST_STATE_CHANGE_FAILURE);
+  message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (message != NULL);
+  fail_unless (GST_MESSAGE_SRC (message) == GST_OBJECT (element));
+  gst_message_parse_error (message, &error, &debug);
+  fail_unless (strstr (error->message, expected) != NULL, "'%s' does not name '%s'", error->message,
+               expected);
+  gst_message_unref (message);
+  gst_element_set_state (element, GST_STATE_NULL);
+  gst_element_set_bus (element, NULL);
+  gst_object_unref (element);
 }

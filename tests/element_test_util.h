@@ -19,4 +19,8 @@ GstHarness *element_test_harness (GstElement *element, const gchar *caps);
 /* A frame of the harness's current caps filled with a blocky pattern that depends on seed. */
 GstBuffer *element_test_frame (GstHarness *harness, guint seed, GstClockTime pts);
 
+/* Starting element fails, and the bus gets an error from it whose message contains expected.
+ * Takes the element's reference. */
+void element_test_assert_start_error (GstElement *element, const gchar *expected);
+
 G_END_DECLS

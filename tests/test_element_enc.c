@@ -333,36 +333,13 @@ GST_START_TEST (test_downstream_reuses_features)
 }
 GST_END_TEST;
 
-/* Starting fails and the bus gets an error whose message names what is wrong. */
-static void
-assert_start_error (GstElement *element, const gchar *expected)
-{
-  g_autoptr (GstBus) bus = gst_bus_new ();
-  g_autoptr (GError) error = NULL;
-  g_autofree gchar *debug = NULL;
-  GstMessage *message;
-
-  gst_element_set_bus (element, bus);
-  fail_unless_equals_int (gst_element_set_state (element, GST_STATE_PAUSED),
-                          GST_STATE_CHANGE_FAILURE);
-  message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (message != NULL);
-  gst_message_parse_error (message, &error, &debug);
-  fail_unless (strstr (error->message, expected) != NULL, "'%s' does not name '%s'", error->message,
-               expected);
-  gst_message_unref (message);
-  gst_element_set_state (element, GST_STATE_NULL);
-  gst_element_set_bus (element, NULL);
-  gst_object_unref (element);
-}
-
 GST_START_TEST (test_errors_name_the_problem)
 {
-  assert_start_error (make_encoder ("model", "/nonexistent/model-dir", NULL),
-                      "/nonexistent/model-dir");
-  assert_start_error (make_encoder ("device", "tpu", NULL), "tpu");
-  assert_start_error (make_encoder ("labels-file", "/nonexistent/labels.txt", NULL),
-                      "/nonexistent/labels.txt");
+  element_test_assert_start_error (make_encoder ("model", "/nonexistent/model-dir", NULL),
+                                   "/nonexistent/model-dir");
+  element_test_assert_start_error (make_encoder ("device", "tpu", NULL), "tpu");
+  element_test_assert_start_error (make_encoder ("labels-file", "/nonexistent/labels.txt", NULL),
+                                   "/nonexistent/labels.txt");
 }
 GST_END_TEST;
 

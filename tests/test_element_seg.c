@@ -659,36 +659,12 @@ GST_START_TEST (test_meta_survives_convert_and_scale)
 }
 GST_END_TEST;
 
-/* Starting fails and the bus gets an error from the element whose message names the problem. */
-static void
-assert_start_error (GstElement *element, const gchar *expected)
-{
-  g_autoptr (GstBus) bus = gst_bus_new ();
-  g_autoptr (GError) error = NULL;
-  g_autofree gchar *debug = NULL;
-  GstMessage *message;
-
-  gst_element_set_bus (element, bus);
-  fail_unless_equals_int (gst_element_set_state (element, GST_STATE_PAUSED),
-                          GST_STATE_CHANGE_FAILURE);
-  message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (message != NULL);
-  fail_unless (GST_MESSAGE_SRC (message) == GST_OBJECT (element));
-  gst_message_parse_error (message, &error, &debug);
-  fail_unless (strstr (error->message, expected) != NULL, "'%s' does not name '%s'", error->message,
-               expected);
-  gst_message_unref (message);
-  gst_element_set_state (element, GST_STATE_NULL);
-  gst_element_set_bus (element, NULL);
-  gst_object_unref (element);
-}
-
 GST_START_TEST (test_errors_name_the_problem)
 {
-  assert_start_error (make_seg (NULL), "labels");
-  assert_start_error (make_seg ("labels", " , ,", NULL), "labels");
-  assert_start_error (make_seg ("labels-file", "/nonexistent/seg-labels.txt", NULL),
-                      "/nonexistent/seg-labels.txt");
+  element_test_assert_start_error (make_seg (NULL), "labels");
+  element_test_assert_start_error (make_seg ("labels", " , ,", NULL), "labels");
+  element_test_assert_start_error (make_seg ("labels-file", "/nonexistent/seg-labels.txt", NULL),
+                                   "/nonexistent/seg-labels.txt");
 }
 GST_END_TEST;
 
