@@ -61,6 +61,35 @@ GST_ELEMENT_REGISTER_DEFINE (umgclipjson, "umgclipjson", GST_RANK_NONE, GST_TYPE
 
 /* Reads a number field whatever its numeric type (DL Streamer writes label_id as int, the
  * umgclip elements as uint). */
+/* One "name": value member of the object being built. */
+static void
+member_int (JsonBuilder *builder, const gchar *name, gint64 value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_int_value (builder, value);
+}
+
+static void
+member_double (JsonBuilder *builder, const gchar *name, gdouble value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_double_value (builder, value);
+}
+
+static void
+member_string (JsonBuilder *builder, const gchar *name, const gchar *value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_string_value (builder, value);
+}
+
+static void
+member_boolean (JsonBuilder *builder, const gchar *name, gboolean value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_boolean_value (builder, value);
+}
+
 static gboolean
 structure_get_number (const GstStructure *structure, const gchar *field, gdouble *out)
 {
@@ -120,15 +149,12 @@ add_detection (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi, gint wid
   if (structure_get_number (class_source != NULL ? class_source : detection, "confidence",
                             &confidence))
     {
-      json_builder_set_member_name (builder, "confidence");
-      json_builder_add_double_value (builder, confidence);
+      member_double (builder, "confidence", confidence);
     }
-  json_builder_set_member_name (builder, "label");
-  json_builder_add_string_value (builder, label);
+  member_string (builder, "label", label);
   if (structure_get_number (class_source, "label_id", &label_id))
     {
-      json_builder_set_member_name (builder, "label_id");
-      json_builder_add_int_value (builder, (gint64) label_id);
+      member_int (builder, "label_id", (gint64) label_id);
     }
   json_builder_end_object (builder);
 }
@@ -155,10 +181,8 @@ add_tags (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi)
       if (!G_VALUE_HOLDS_STRING (label) || !G_VALUE_HOLDS_DOUBLE (score))
         continue;
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "label");
-      json_builder_add_string_value (builder, g_value_get_string (label));
-      json_builder_set_member_name (builder, "score");
-      json_builder_add_double_value (builder, g_value_get_double (score));
+      member_string (builder, "label", g_value_get_string (label));
+      member_double (builder, "score", g_value_get_double (score));
       json_builder_end_object (builder);
     }
   json_builder_end_array (builder);
@@ -193,19 +217,13 @@ add_objects (JsonBuilder *builder, GstBuffer *buffer, gint width, gint height)
       GstVideoRegionOfInterestMeta *roi = g_ptr_array_index (regions, i);
       json_builder_begin_object (builder);
       add_detection (builder, roi, width, height);
-      json_builder_set_member_name (builder, "x");
-      json_builder_add_int_value (builder, roi->x);
-      json_builder_set_member_name (builder, "y");
-      json_builder_add_int_value (builder, roi->y);
-      json_builder_set_member_name (builder, "w");
-      json_builder_add_int_value (builder, roi->w);
-      json_builder_set_member_name (builder, "h");
-      json_builder_add_int_value (builder, roi->h);
-      json_builder_set_member_name (builder, "roi_type");
-      json_builder_add_string_value (builder,
-                                     roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : "");
-      json_builder_set_member_name (builder, "id");
-      json_builder_add_int_value (builder, roi->id);
+      member_int (builder, "x", roi->x);
+      member_int (builder, "y", roi->y);
+      member_int (builder, "w", roi->w);
+      member_int (builder, "h", roi->h);
+      member_string (builder, "roi_type",
+                     roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : "");
+      member_int (builder, "id", roi->id);
       add_tags (builder, roi);
       json_builder_end_object (builder);
     }
@@ -222,27 +240,17 @@ add_segments (JsonBuilder *builder, const GstUmgClipSegmentationMeta *meta)
     {
       const GstUmgClipSegment *segment = &g_array_index (meta->segments, GstUmgClipSegment, i);
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "id");
-      json_builder_add_int_value (builder, segment->id);
-      json_builder_set_member_name (builder, "label");
-      json_builder_add_string_value (
-          builder, segment->label_id < n_labels ? meta->labels[segment->label_id] : "");
-      json_builder_set_member_name (builder, "label_id");
-      json_builder_add_int_value (builder, segment->label_id);
-      json_builder_set_member_name (builder, "score");
-      json_builder_add_double_value (builder, segment->score);
-      json_builder_set_member_name (builder, "is_thing");
-      json_builder_add_boolean_value (builder, segment->is_thing);
-      json_builder_set_member_name (builder, "x");
-      json_builder_add_int_value (builder, segment->x);
-      json_builder_set_member_name (builder, "y");
-      json_builder_add_int_value (builder, segment->y);
-      json_builder_set_member_name (builder, "w");
-      json_builder_add_int_value (builder, segment->w);
-      json_builder_set_member_name (builder, "h");
-      json_builder_add_int_value (builder, segment->h);
-      json_builder_set_member_name (builder, "area");
-      json_builder_add_int_value (builder, segment->area);
+      member_int (builder, "id", segment->id);
+      member_string (builder, "label",
+                     segment->label_id < n_labels ? meta->labels[segment->label_id] : "");
+      member_int (builder, "label_id", segment->label_id);
+      member_double (builder, "score", segment->score);
+      member_boolean (builder, "is_thing", segment->is_thing);
+      member_int (builder, "x", segment->x);
+      member_int (builder, "y", segment->y);
+      member_int (builder, "w", segment->w);
+      member_int (builder, "h", segment->h);
+      member_int (builder, "area", segment->area);
       json_builder_end_object (builder);
     }
   json_builder_end_array (builder);
@@ -253,10 +261,8 @@ add_embedding (JsonBuilder *builder, const GstUmgClipEmbeddingMeta *meta, gboole
 {
   json_builder_set_member_name (builder, "embedding");
   json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "model");
-  json_builder_add_string_value (builder, meta->model != NULL ? meta->model : "");
-  json_builder_set_member_name (builder, "dim");
-  json_builder_add_int_value (builder, meta->dim);
+  member_string (builder, "model", meta->model != NULL ? meta->model : "");
+  member_int (builder, "dim", meta->dim);
   if (with_vector)
     {
       json_builder_set_member_name (builder, "vector");
@@ -284,15 +290,12 @@ frame_to_json (GstBuffer *buffer, gint width, gint height, GstClockTime timestam
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "resolution");
   json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "width");
-  json_builder_add_int_value (builder, width);
-  json_builder_set_member_name (builder, "height");
-  json_builder_add_int_value (builder, height);
+  member_int (builder, "width", width);
+  member_int (builder, "height", height);
   json_builder_end_object (builder);
   if (GST_CLOCK_TIME_IS_VALID (timestamp))
     {
-      json_builder_set_member_name (builder, "timestamp");
-      json_builder_add_int_value (builder, (gint64) timestamp);
+      member_int (builder, "timestamp", (gint64) timestamp);
     }
   add_objects (builder, buffer, width, height);
   if (segmentation != NULL)
