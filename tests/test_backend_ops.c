@@ -2,6 +2,7 @@
  * data of awkward sizes, in the manner of ggml's test-backend-ops: one line per case with the
  * normalised error |vulkan - cpu| / |cpu|. Plus device selection, plan reuse and a timing. */
 #include "backend.h"
+#include "transformer.h"
 #include "umgclip.h"
 
 #include <math.h>
@@ -345,66 +346,22 @@ test_matmul (void)
     check_matmul (&cases[i]);
 }
 
-/* Multi-head attention as the graphs build it: Q, K and V are column slices of one [T, 3D]
- * buffer (lda 3D), heads are batches 64 columns apart; S = s·QK^T, softmax, O = S·V written
- * back into a [T, D] buffer with ldc D. */
+/* Multi-head attention exactly as the graphs build it (umg_push_attention): Q, K and V are
+ * column slices of one [T, 3D] buffer (lda 3D), heads are batches head_dim columns apart;
+ * S = s·QK^T, softmax, O = S·V written back into a [T, D] buffer with ldc D. */
 static void
 check_attention (gint tokens, gint width, gint heads, gboolean causal)
 {
   g_autoptr (Case) c = case_new ();
-  gint head_dim = width / heads;
-  UmgRef qkv = case_input (c, (gsize) tokens * 3 * width, -2, 2, NULL);
-  UmgRef scores = umg_graph_alloc (c->graph, (gsize) heads * tokens * tokens);
-  UmgRef out = umg_graph_alloc (c->graph, (gsize) tokens * width);
-  UmgOp qk = { .type = UMG_OP_MATMUL }, softmax = { .type = UMG_OP_SOFTMAX };
-  UmgOp av = { .type = UMG_OP_MATMUL };
+  UmgTower tower = { .width = width, .heads = heads };
+  UmgBlockBuffers buffers = { .n_seq = 1, .seq_len = tokens };
   g_autofree gchar *sizes = NULL;
 
-  qk.src[0] = qkv;
-  qk.src[1] = umg_ref_offset (qkv, width);
-  qk.src[2] = UMG_REF_NONE;
-  qk.dst = scores;
-  qk.p.mm = (UmgMatmulParams){
-    .m = tokens,
-    .n = tokens,
-    .k = head_dim,
-    .batch = heads,
-    .lda = 3 * width,
-    .ldb = 3 * width,
-    .ldc = tokens,
-    .stride_a = head_dim,
-    .stride_b = head_dim,
-    .stride_c = (gint64) tokens * tokens,
-    .trans_b = TRUE,
-    .alpha = 1.0f / sqrtf ((gfloat) head_dim),
-  };
-  softmax.src[0] = UMG_REF_NONE;
-  softmax.dst = scores;
-  softmax.p.softmax.batch = heads;
-  softmax.p.softmax.rows = tokens;
-  softmax.p.softmax.cols = tokens;
-  softmax.p.softmax.causal = causal;
-  av.src[0] = scores;
-  av.src[1] = umg_ref_offset (qkv, 2 * width);
-  av.src[2] = UMG_REF_NONE;
-  av.dst = out;
-  av.p.mm = (UmgMatmulParams){
-    .m = tokens,
-    .n = head_dim,
-    .k = tokens,
-    .batch = heads,
-    .lda = tokens,
-    .ldb = 3 * width,
-    .ldc = width,
-    .stride_a = (gint64) tokens * tokens,
-    .stride_b = head_dim,
-    .stride_c = head_dim,
-    .alpha = 1.0f,
-  };
-  umg_graph_push (c->graph, &qk);
-  umg_graph_push (c->graph, &softmax);
-  umg_graph_push (c->graph, &av);
-  umg_graph_add_output (c->graph, out, (gsize) tokens * width);
+  buffers.qkv = case_input (c, (gsize) tokens * 3 * width, -2, 2, NULL);
+  buffers.scores = umg_graph_alloc (c->graph, (gsize) heads * tokens * tokens);
+  buffers.attended = umg_graph_alloc (c->graph, (gsize) tokens * width);
+  umg_push_attention (c->graph, &tower, &buffers, 0, UMG_LOGITS_QK, causal, UMG_REF_NONE, FALSE);
+  umg_graph_add_output (c->graph, buffers.attended, (gsize) tokens * width);
 
   sizes = g_strdup_printf ("T%d D%d %d heads, QKV slices lda %d%s", tokens, width, heads, 3 * width,
                            causal ? ", causal" : "");
