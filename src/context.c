@@ -317,7 +317,9 @@ encode_vision (UmgClipContext *ctx, UmgVisionSpec *spec, const void *input,
   const gint embed = ctx->model->embed_dim, patch = ctx->model->vision.patch_size;
   const gsize cells = (gsize) (spec->height / patch) * (spec->width / patch);
   g_autofree gchar *key = NULL;
-  g_autofree gfloat *embedding = NULL, *dense = NULL, *boxes = NULL, *regions = NULL;
+  g_autofree gfloat *scratch_embedding = NULL, *scratch_dense = NULL, *scratch_regions = NULL;
+  g_autofree gfloat *boxes = NULL;
+  gfloat *embedding, *dense, *regions = NULL;
   PlannedGraph *planned;
   gboolean ok;
 
@@ -350,13 +352,18 @@ encode_vision (UmgClipContext *ctx, UmgVisionSpec *spec, const void *input,
       spec->frame_strides[0], spec->frame_strides[1], spec->frame_strides[2], spec->frame_kr,
       spec->frame_kb, spec->frame_full_range);
 
-  embedding = g_new (gfloat, embed);
-  if (spec->dense)
-    dense = g_new (gfloat, cells * embed);
+  /* the backend writes straight into the caller's arrays; scratch only for outputs the graph
+   * produces but the caller did not ask for, and for the unused region slots */
+  embedding = request->embedding != NULL ? request->embedding
+                                         : (scratch_embedding = g_new (gfloat, embed));
+  dense = request->dense != NULL || !spec->dense ? request->dense
+                                                 : (scratch_dense = g_new (gfloat, cells * embed));
   if (spec->box_capacity > 0)
     {
       boxes = g_new0 (gfloat, 4 * (gsize) spec->box_capacity);
-      regions = g_new (gfloat, (gsize) spec->box_capacity * embed);
+      regions = (guint) spec->box_capacity == request->n_boxes
+                    ? request->regions
+                    : (scratch_regions = g_new (gfloat, (gsize) spec->box_capacity * embed));
       umg_vision_boxes_to_cells (ctx->model, request->boxes, request->n_boxes, boxes);
     }
 
@@ -368,12 +375,7 @@ encode_vision (UmgClipContext *ctx, UmgVisionSpec *spec, const void *input,
   g_mutex_unlock (&ctx->lock);
   if (!ok)
     return FALSE;
-
-  if (request->embedding != NULL)
-    memcpy (request->embedding, embedding, embed * sizeof (gfloat));
-  if (request->dense != NULL)
-    memcpy (request->dense, dense, cells * embed * sizeof (gfloat));
-  if (request->n_boxes > 0)
+  if (scratch_regions != NULL)
     memcpy (request->regions, regions, (gsize) request->n_boxes * embed * sizeof (gfloat));
   return TRUE;
 }

@@ -120,6 +120,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check("encode-regions count", len(regions["embeddings"]) == 2)
     check("encode-regions unit length",
           all(abs(norm(e) - 1) < 1e-5 for e in regions["embeddings"]))
+    # 8 boxes fill the planned region slots exactly (written straight into the output);
+    # 2 boxes leave slots unused: the shared boxes must come out the same either way
+    eight = ok_json("encode-regions, 8 boxes", "encode-regions", MODEL, "--tensor", tensor,
+                    "--boxes", "0,0,%d,%d; 2,2,5,5" % (size, size)
+                    + "".join("; %d,%d,4,4" % (i, i) for i in range(6)))
+    check("encode-regions does not depend on the box count",
+          len(eight["embeddings"]) == 8 and eight["embeddings"][:2] == regions["embeddings"])
 
     result = ok_json("classify", "classify", MODEL, png, "--labels", "cat, dog,car",
                      "--template", "a photo of a {}.", "--template", "a {} in the scene")
