@@ -522,8 +522,8 @@ gst_umgclip_filter_compute_features (GstUmgClipFilter *filter, GstVideoFrame *fr
   features->computed = TRUE;
   if (want_dense)
     {
-      for (guint cell = 0; cell < grid_width * grid_height; cell++)
-        umgclip_l2_normalize (priv->dense + (gsize) cell * features->dim, features->dim);
+      /* as the runtime returns it, not normalised: RoI-Align and mask pooling average the
+       * raw cells, as umgclip encode-regions and training do */
       features->dense = priv->dense;
       features->grid_width = grid_width;
       features->grid_height = grid_height;

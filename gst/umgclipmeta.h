@@ -26,7 +26,9 @@ typedef struct
   guint input_height;
   guint grid_width; /* input_width / patch size */
   guint grid_height;
-  gfloat *dense; /* grid_height × grid_width × dim floats, row-major, each cell L2-normalised */
+  gfloat *dense; /* grid_height × grid_width × dim floats, row-major, as the runtime returns
+                  * them: projected, not normalised (normalise a cell for its cosine with a
+                  * text; pool regions from the raw cells, then normalise) */
 } GstUmgClipEmbeddingMeta;
 
 GType gst_umgclip_embedding_meta_api_get_type (void);

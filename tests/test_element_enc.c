@@ -82,14 +82,15 @@ GST_START_TEST (test_every_format)
       fail_unless_equals_int (meta->dim, dim);
       fail_unless_equals_string (meta->model, "tiny-hf-f16");
       fail_unless (fabs (norm (meta->embedding, dim) - 1.0) < 1e-5);
-      /* Dense by default: a 32 px input of 8 px patches is a 4 x 4 grid of unit vectors. */
+      /* Dense by default: a 32 px input of 8 px patches is a 4 x 4 grid of raw (not
+       * normalised) projected cells. */
       fail_unless (meta->dense != NULL);
       fail_unless_equals_string (meta->dense_mode, "naclip");
       fail_unless_equals_int (meta->grid_width, 4);
       fail_unless_equals_int (meta->grid_height, 4);
       fail_unless_equals_int (meta->input_width, 32);
       for (guint cell = 0; cell < 16; cell++)
-        fail_unless (fabs (norm (meta->dense + cell * dim, dim) - 1.0) < 1e-5);
+        fail_unless (fabs (norm (meta->dense + cell * dim, dim) - 1.0) > 1e-3);
       gst_buffer_unref (out);
       gst_harness_teardown (harness);
     }
@@ -172,11 +173,9 @@ GST_START_TEST (test_matches_runtime)
     for (gint i = 0; i < dim; i++)
       fail_unless (fabsf (meta->embedding[i] - embedding[i]) < 1e-5, "embedding[%d] %f vs %f", i,
                    meta->embedding[i], embedding[i]);
-    for (gint cell = 0; cell < 16; cell++)
-      {
-        umgclip_l2_normalize (dense + cell * dim, dim);
-        fail_unless (cosine (meta->dense + cell * dim, dense + cell * dim, dim) > 0.99999);
-      }
+    for (gint i = 0; i < 16 * dim; i++)
+      fail_unless (fabsf (meta->dense[i] - dense[i]) < 1e-4 * (1.0f + fabsf (dense[i])),
+                   "dense[%d] %f vs %f", i, meta->dense[i], dense[i]);
   }
   gst_buffer_unref (out);
   gst_harness_teardown (harness);
