@@ -23,34 +23,11 @@ import sys
 import tempfile
 import time
 
+from checks import check, finish, skip
+
 PYTHON_GI = "/usr/bin/python3"  # Debian's interpreter, where python3-gst-1.0 lives
 LABELS = ["red square", "green grass", "blue sky", "white wall", "black road"]
 ANALYSIS_ELEMENTS = ["umgclipenc", "umgclipseg", "umgcliptag"]
-
-passed = failed = skipped = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print("ok  ", name, flush=True)
-    else:
-        failed += 1
-        print("FAIL", name, detail, flush=True)
-    return condition
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print("SKIP", name + ":", why, flush=True)
-
-
-def finish():
-    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    sys.exit(1 if failed else 77 if skipped else 0)
-
 
 _exists = {}
 

@@ -1,9 +1,9 @@
 /* umgclip: the runtime from the command line. Works on a model directory and prints JSON on
  * standard output; errors go to standard error with a non-zero exit status. */
+#include "image.h"
 #include "npy.h"
 #include "umgclip.h"
 
-#include <gdk-pixbuf/gdk-pixbuf.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -196,24 +196,12 @@ load_input (UmgClipContext *ctx, const Args *args, gint *width, gint *height, GE
     }
   {
     const gchar *path = g_ptr_array_index (args->positional, 0);
-    g_autoptr (GError) local_error = NULL;
-    g_autoptr (GdkPixbuf) loaded = gdk_pixbuf_new_from_file (path, &local_error);
-    g_autoptr (GdkPixbuf) rgb = NULL;
+    g_autoptr (GdkPixbuf) rgb = umgclip_tool_load_rgb (path, error);
     gint size = args->size > 0 ? args->size : umgclip_context_get_info (ctx)->image_size;
     gfloat *pixels;
 
-    if (loaded == NULL)
-      {
-        g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FILE, "%s: %s", path,
-                     local_error->message);
-        return NULL;
-      }
-    /* drop any alpha channel by compositing on black: CLIP expects three channels */
-    rgb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, gdk_pixbuf_get_width (loaded),
-                          gdk_pixbuf_get_height (loaded));
-    gdk_pixbuf_fill (rgb, 0);
-    gdk_pixbuf_composite (loaded, rgb, 0, 0, gdk_pixbuf_get_width (loaded),
-                          gdk_pixbuf_get_height (loaded), 0, 0, 1, 1, GDK_INTERP_NEAREST, 255);
+    if (rgb == NULL)
+      return NULL;
     pixels = g_new (gfloat, 3 * (gsize) size * size);
     umgclip_preprocess_rgb (ctx, gdk_pixbuf_read_pixels (rgb), gdk_pixbuf_get_width (rgb),
                             gdk_pixbuf_get_height (rgb), gdk_pixbuf_get_rowstride (rgb), size,

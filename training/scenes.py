@@ -16,7 +16,9 @@ words are seen in training but these pairings never are. "train" scenes draw thi
 the other 36 pairs only; "heldout" scenes draw them from the 12 held-out pairs only.
 Stuff classes are shared by both splits.
 
-Command line (writes PNGs and an annotations.json with boxes and masks as RLE rows):
+Command line (writes PNGs and an annotations.json with boxes and masks as RLE rows, plus the
+label vocabulary an evaluation ranks among: thing_tags, all 48 colour-shape tags, and
+stuff_names):
   scenes.py --split heldout --count 100 --seed 0 --out DIR
 """
 
@@ -308,7 +310,8 @@ def main():
     with open(os.path.join(args.out, "annotations.json"), "w") as f:
         json.dump({"split": args.split, "seed": args.seed, "size": args.size,
                    "held_out_rule": "(COLOURS index + SHAPES index) % 4 == 0",
-                   "scenes": records}, f)
+                   "thing_tags": [thing_tag(c, s) for c in COLOUR_NAMES for s in SHAPES],
+                   "stuff_names": STUFF, "scenes": records}, f)
         f.write("\n")
     return 0
 

@@ -1,0 +1,8 @@
+/* Image files for the command-line tools. */
+#pragma once
+
+#include <gdk-pixbuf/gdk-pixbuf.h>
+
+/* The image at path as 8-bit RGB without alpha (an alpha channel is composited on black:
+ * CLIP expects three channels). Errors (UMGCLIP_ERROR_FILE) name the file. */
+GdkPixbuf *umgclip_tool_load_rgb (const gchar *path, GError **error);
