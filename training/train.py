@@ -14,12 +14,14 @@ scenes.generate("train", seed, s * batch + i)) with the same budget of steps.
           against the text embeddings of every training colour-shape tag
         + pixel-text loss: mask pooling of the dense map over each thing instance and
           stuff mask, classified against every training thing tag and stuff name
+        + segmentation loss: per-pixel cross-entropy of the runtime's segmentation (cell
+          logits upsampled bilinearly), every segment weighted the same
         (the dense map is the runtime's reduced last block; its mode cycles through
         --dense-modes step by step so every runtime mode is trained); all parameters.
         stage 2 (the last tune_fraction of the steps): parameter-efficient tuning of the
         dense head: everything frozen except low-rank adapters (LoRA, rank --lora-rank) on
         the q, k, v and out projections of the last vision block, the block both the dense
-        path and the CLS path end in; same three losses, so the image embedding stays aligned.
+        path and the CLS path end in; same losses, so the image embedding stays aligned.
         export() folds the adapters into those four weights.
 
 Tags are wrapped in a prompt template drawn per step ("a {}", "a photo of a {}.", "{}"),
@@ -72,6 +74,8 @@ def parse_args(argv=None):
     parser.add_argument("--lora-lr", type=float, default=1e-3)
     parser.add_argument("--region-weight", type=float, default=1.0)
     parser.add_argument("--pixel-weight", type=float, default=1.0)
+    parser.add_argument("--segmentation-weight", type=float, default=1.0,
+                        help="UMG: weight of the per-pixel segmentation loss")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     parser.add_argument("--log", help="JSON lines of losses (default OUT/training_log.jsonl)")
@@ -92,7 +96,7 @@ def parse_args(argv=None):
 class Batch:
     """One step's scenes as tensors, plus the pooling weights of their boxes and masks."""
 
-    def __init__(self, scene_list, vocab, context_length, patch_size):
+    def __init__(self, scene_list, vocab, context_length, patch_size, tags):
         self.pixels = clip_model.pixels_from_uint8(np.stack([s.image for s in scene_list]))
         self.captions = [s.caption for s in scene_list]
         self.caption_ids = torch.tensor([vocab.tokenize(c, context_length) for c in self.captions])
@@ -116,13 +120,23 @@ class Batch:
         self.region_weights = clip_model.roi_align_weights(boxes, grid, grid, patch_size)
         self.mask_weights = clip_model.mask_pool_weights(torch.as_tensor(np.stack(masks)),
                                                          patch_size)
+        # per pixel: the index of its label in tags, and a weight of 1 / (its segment's
+        # area), so every thing and stuff segment counts the same whatever its size
+        size = self.pixels.shape[2]
+        self.label_map = torch.zeros((len(scene_list), size, size), dtype=torch.long)
+        self.pixel_weight = torch.zeros((len(scene_list), size, size))
+        for i, tag, mask in zip(self.mask_scene, self.mask_tag, masks):
+            mask = torch.as_tensor(mask)
+            self.label_map[i][mask] = tags.index(tag)
+            self.pixel_weight[i][mask] = 1.0 / max(int(mask.sum()), 1)
 
 
 def make_batch(args, step, vocab, cfg):
     first = step * args.batch
     scene_list = [scenes.generate("train", args.seed, first + i, cfg["image_size"])
                   for i in range(args.batch)]
-    return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"])
+    tags = [scenes.thing_tag(c, s) for c, s in scenes.pairs("train")] + scenes.STUFF
+    return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"], tags)
 
 
 def contrastive_loss(image, text, captions, scale):
@@ -145,6 +159,22 @@ def pooled_loss(dense_flat, scene_index, weights, tags, candidates, candidate_em
     logits = scale * pooled @ F.normalize(candidate_embeddings, dim=-1).t()
     targets = torch.tensor([candidates.index(t) for t in tags])
     return F.cross_entropy(logits, targets)
+
+
+def segmentation_loss(dense, label_map, pixel_weight, candidate_embeddings, scale):
+    """Per-pixel cross-entropy of the segmentation the runtime computes (umgclip_segment):
+    each cell's cosine with every candidate, times the logit scale, upsampled bilinearly
+    (half-pixel centres), softmax over candidates; weighted per pixel. To save time it is
+    taken on every other pixel and row: logits at half the image size against the labels
+    of one pixel of each 2x2 block."""
+    label_map, pixel_weight = label_map[:, ::2, ::2], pixel_weight[:, ::2, ::2]
+    cells = F.normalize(dense, dim=-1)  # [B, gh, gw, E]
+    logits = scale * torch.einsum("bhwe,ce->bchw", cells,
+                                  F.normalize(candidate_embeddings, dim=-1))
+    logits = F.interpolate(logits, size=label_map.shape[-2:], mode="bilinear",
+                           align_corners=False)
+    per_pixel = F.cross_entropy(logits, label_map, reduction="none")
+    return (per_pixel * pixel_weight).sum() / pixel_weight.sum()
 
 
 def learning_rate(step, first, last, peak, warmup):
@@ -216,6 +246,9 @@ def train(args):
             parts["pixel"] = args.pixel_weight * pooled_loss(
                 dense_flat, batch.mask_scene, batch.mask_weights, batch.mask_tag, all_tags,
                 tag_embeddings, scale)
+            if args.segmentation_weight > 0:
+                parts["segmentation"] = args.segmentation_weight * segmentation_loss(
+                    dense, batch.label_map, batch.pixel_weight, tag_embeddings, scale)
         loss = sum(parts.values())
         optimizer.zero_grad()
         loss.backward()
