@@ -9,10 +9,6 @@
 GST_DEBUG_CATEGORY_STATIC (gst_umgclip_filter_debug);
 #define GST_CAT_DEFAULT gst_umgclip_filter_debug
 
-#ifndef UMGCLIP_DEFAULT_MODEL
-#define UMGCLIP_DEFAULT_MODEL "models/umgclip"
-#endif
-
 #define DEFAULT_DEVICE "auto"
 #define DEFAULT_INFERENCE_INTERVAL 1
 #define DEFAULT_PROMPT_TEMPLATE "a photo of a {}."
@@ -199,13 +195,6 @@ gst_umgclip_dense_mode_get_type (void)
       g_once_init_leave (&type, registered);
     }
   return type;
-}
-
-static const gchar *
-default_model_dir (void)
-{
-  const gchar *from_env = g_getenv ("UMGCLIP_MODEL");
-  return from_env != NULL && *from_env != '\0' ? from_env : UMGCLIP_DEFAULT_MODEL;
 }
 
 static void
@@ -875,7 +864,7 @@ static void
 gst_umgclip_filter_init (GstUmgClipFilter *filter)
 {
   GstUmgClipFilterPrivate *priv = get_priv (filter);
-  priv->model_dir = g_strdup (default_model_dir ());
+  priv->model_dir = g_strdup (umgclip_default_model ());
   priv->device = g_strdup (DEFAULT_DEVICE);
   priv->inference_interval = DEFAULT_INFERENCE_INTERVAL;
   priv->prompt_template = g_strdup (DEFAULT_PROMPT_TEMPLATE);
@@ -909,7 +898,7 @@ gst_umgclip_filter_class_init (GstUmgClipFilterClass *klass)
       g_param_spec_string ("model", "Model",
                            "Model directory (HuggingFace or OpenCLIP CLIP layout). Default: "
                            "$UMGCLIP_MODEL, else the model built in",
-                           default_model_dir (), flags | GST_PARAM_MUTABLE_READY));
+                           umgclip_default_model (), flags | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (
       gobject_class, PROP_DEVICE,
       g_param_spec_string ("device", "Device",

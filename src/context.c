@@ -89,6 +89,17 @@ activation_name (UmgActivation act)
   return act == UMG_ACT_GELU ? "gelu" : "quick_gelu";
 }
 
+const gchar *
+umgclip_default_model (void)
+{
+  const gchar *from_env = g_getenv ("UMGCLIP_MODEL");
+  if (from_env != NULL && *from_env != '\0')
+    return from_env;
+  if (g_file_test (UMGCLIP_INSTALLED_MODEL, G_FILE_TEST_IS_DIR))
+    return UMGCLIP_INSTALLED_MODEL;
+  return UMGCLIP_SOURCE_MODEL;
+}
+
 UmgClipContext *
 umgclip_context_new (const gchar *model_dir, UmgClipDeviceKind device, gint device_index,
                      GError **error)

@@ -53,6 +53,10 @@ typedef struct
   const gchar *backend; /* description of the backend in use */
 } UmgClipInfo;
 
+/* The model used when none is named: $UMGCLIP_MODEL when set, else the shipped model
+ * (models/umgclip-tiny) where it was installed, else where the build found it. */
+const gchar *umgclip_default_model (void);
+
 UmgClipContext *umgclip_context_new (const gchar *model_dir, UmgClipDeviceKind device,
                                      gint device_index, GError **error);
 void umgclip_context_free (UmgClipContext *ctx);

@@ -13,28 +13,19 @@ import sys
 import tempfile
 import zlib
 
+from checks import check, finish
+
 UMGCLIP, MODEL, DEVICE = sys.argv[1:4]
-passed = failed = 0
 
 
-def run(*args):
+def run(*args, env=None):
     proc = subprocess.run([UMGCLIP, *args, "--device", DEVICE], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print("ok  ", name)
-    else:
-        failed += 1
-        print("FAIL", name, detail)
-
-
-def ok_json(name, *args):
-    code, out, err = run(*args)
+def ok_json(name, *args, env=None):
+    code, out, err = run(*args, env=env)
     check(name + " exits 0", code == 0, err)
     try:
         return json.loads(out)
@@ -43,8 +34,8 @@ def ok_json(name, *args):
         return None
 
 
-def fails(name, fragment, *args):
-    code, out, err = run(*args)
+def fails(name, fragment, *args, env=None):
+    code, out, err = run(*args, env=env)
     check(name, code != 0 and fragment in err and out == "",
           "exit %d, stderr %r" % (code, err.strip()))
 
@@ -135,6 +126,22 @@ with tempfile.TemporaryDirectory() as tmp:
     check("classify best first", scores == sorted(scores, reverse=True), scores)
     check("classify scores sum to 1", abs(sum(scores) - 1) < 1e-4, scores)
 
+    # MODEL is optional: --model, else $UMGCLIP_MODEL, else the shipped model
+    default = dict(os.environ, UMGCLIP_MODEL=MODEL)
+    same = ok_json("info without MODEL", "info", env=default)
+    check("info without MODEL takes $UMGCLIP_MODEL", same is not None and same["model"] == MODEL)
+    same = ok_json("classify without MODEL", "classify", png, "--labels", "cat, dog,car",
+                   "--template", "a photo of a {}.", "--template", "a {} in the scene",
+                   env=default)
+    check("classify without MODEL gives the same result", same == result, same)
+    same = ok_json("encode-text without MODEL", "encode-text", "a red square", "a blue circle",
+                   env=default)
+    check("encode-text without MODEL gives the same result", same == texts, same)
+    same = ok_json("encode-image --model", "encode-image", "--model", MODEL, png)
+    check("--model names the model", same == image)
+    fails("a default model that is missing", "/nonexistent/default", "info",
+          env=dict(os.environ, UMGCLIP_MODEL="/nonexistent/default"))
+
     bench = ok_json("bench", "bench", MODEL, "--iterations", "2")
     check("bench reports times", bench["image_ms"] > 0 and bench["text_ms"] > 0, bench)
 
@@ -164,5 +171,4 @@ with tempfile.TemporaryDirectory() as tmp:
                           text=True)
     check("unknown device", proc.returncode != 0 and "gpu7" in proc.stderr, proc.stderr)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -13,7 +13,7 @@ typedef struct
 {
   const gchar *command;
   const gchar *model;
-  GPtrArray *positional; /* after the model */
+  GPtrArray *positional; /* operands after the command (the model taken out) */
   const gchar *device;
   const gchar *dense_mode;
   const gchar *tensor;
@@ -30,14 +30,17 @@ static void
 usage (FILE *stream)
 {
   fputs ("usage:\n"
-         "  umgclip info MODEL\n"
-         "  umgclip tokenize MODEL TEXT...\n"
-         "  umgclip encode-text MODEL TEXT...\n"
-         "  umgclip encode-image MODEL (IMAGE | --tensor X.npy)\n"
-         "  umgclip encode-dense MODEL (IMAGE | --tensor X.npy) [--dense-mode M] --out F.npy\n"
-         "  umgclip encode-regions MODEL (IMAGE | --tensor X.npy) --boxes \"x,y,w,h;...\"\n"
-         "  umgclip classify MODEL IMAGE --labels \"cat,dog,car\" [--template T]...\n"
-         "  umgclip bench MODEL [--size N] [--iterations N]\n"
+         "  umgclip info [MODEL]\n"
+         "  umgclip tokenize [MODEL] TEXT...\n"
+         "  umgclip encode-text [MODEL] TEXT...\n"
+         "  umgclip encode-image [MODEL] (IMAGE | --tensor X.npy)\n"
+         "  umgclip encode-dense [MODEL] (IMAGE | --tensor X.npy) [--dense-mode M] --out F.npy\n"
+         "  umgclip encode-regions [MODEL] (IMAGE | --tensor X.npy) --boxes \"x,y,w,h;...\"\n"
+         "  umgclip classify [MODEL] IMAGE --labels \"cat,dog,car\" [--template T]...\n"
+         "  umgclip bench [MODEL] [--size N] [--iterations N]\n"
+         "MODEL: a model directory (HuggingFace or OpenCLIP layout); also --model DIR. Without\n"
+         "one: $UMGCLIP_MODEL, else the shipped model. For tokenize and encode-text the first\n"
+         "operand is the model only when it is a directory.\n"
          "options:\n"
          "  --device auto|cpu|vulkan|vulkan:N   (default auto: a GPU, else the CPU)\n"
          "  --dense-mode naclip|clearclip|sclip|maskclip   (default naclip)\n"
@@ -92,6 +95,8 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
         string_option = &args->boxes;
       else if (g_strcmp0 (arg, "--labels") == 0)
         string_option = &args->labels;
+      else if (g_strcmp0 (arg, "--model") == 0)
+        string_option = &args->model;
       else if (g_strcmp0 (arg, "--size") == 0)
         int_option = &args->size;
       else if (g_strcmp0 (arg, "--iterations") == 0)
@@ -105,8 +110,6 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
             }
           if (args->command == NULL)
             args->command = arg;
-          else if (args->model == NULL)
-            args->model = arg;
           else
             g_ptr_array_add (args->positional, (gpointer) arg);
           continue;
@@ -127,13 +130,34 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
       else
         g_ptr_array_add (args->templates, argv[i]);
     }
-  if (args->command == NULL || args->model == NULL)
+  if (args->command == NULL)
     {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "a command and a MODEL are needed");
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "a command is needed");
       return FALSE;
     }
   return TRUE;
+}
+
+/* MODEL is optional: without --model, the first operand is the model when the command has
+ * more operands than it needs (inputs counts IMAGE and TEXT operands; -1: any number, then
+ * the first operand is the model only if it is a directory); else the default model. */
+static void
+take_model (Args *args, gint inputs)
+{
+  GPtrArray *operands = args->positional;
+  gboolean first_is_model;
+
+  if (args->model != NULL)
+    return;
+  if (inputs < 0)
+    first_is_model
+        = operands->len > 0 && g_file_test (g_ptr_array_index (operands, 0), G_FILE_TEST_IS_DIR);
+  else
+    first_is_model = operands->len > (guint) inputs;
+  if (first_is_model)
+    args->model = g_ptr_array_steal_index (operands, 0);
+  else
+    args->model = umgclip_default_model ();
 }
 
 static void
@@ -543,15 +567,16 @@ static const struct
 {
   const gchar *name;
   gboolean (*run) (UmgClipContext *ctx, const Args *args, GString *out, GError **error);
+  gint inputs; /* IMAGE or TEXT operands: 1 for an image (0 with --tensor), -1 any number */
 } commands[] = {
-  { "info", command_info },
-  { "tokenize", command_tokenize },
-  { "encode-text", command_encode_text },
-  { "encode-image", command_encode_image },
-  { "encode-dense", command_encode_dense },
-  { "encode-regions", command_encode_regions },
-  { "classify", command_classify },
-  { "bench", command_bench },
+  { "info", command_info, 0 },
+  { "tokenize", command_tokenize, -1 },
+  { "encode-text", command_encode_text, -1 },
+  { "encode-image", command_encode_image, 1 },
+  { "encode-dense", command_encode_dense, 1 },
+  { "encode-regions", command_encode_regions, 1 },
+  { "classify", command_classify, 1 },
+  { "bench", command_bench, 0 },
 };
 
 int
@@ -579,6 +604,7 @@ main (int argc, char **argv)
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
     if (g_strcmp0 (args.command, commands[i].name) == 0)
       {
+        take_model (&args, commands[i].inputs == 1 && args.tensor != NULL ? 0 : commands[i].inputs);
         if (!umgclip_parse_device (args.device, &device, &device_index, &error))
           break;
         ctx = umgclip_context_new (args.model, device, device_index, &error);
