@@ -2,10 +2,11 @@
 """Evaluate trained models through the C runtime and print the docs/RESULTS.md table.
 
   evaluate.py --eval build/tools/umgclip-eval --model clip=DIR --model umg=DIR \\
-      [--count 200] [--seed 0] [--device cpu] [--data DIR] [--json OUT.json]
+      [--count 200] [--seed 0] [--split heldout] [--device cpu] [--data DIR] [--json OUT.json]
 
 Writes --count held-out scenes (training/scenes.py, split "heldout": colour-shape pairings
-never seen in training) to --data (default: a temporary directory), runs umgclip-eval on
+never seen in training; --split train gives the seen pairings, in new scenes when --seed
+differs from the training seed) to --data (default: a temporary directory), runs umgclip-eval on
 each model over every dense mode, and prints a Markdown table: zero-shot top-1 and
 text-to-image R@1 once per model, region-tag top-1, mIoU and PQ (things, stuff) per dense
 mode. The metrics are computed by umgclip-eval, in C, from what the runtime returns.
@@ -56,6 +57,7 @@ def main():
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=["heldout", "train"], default="heldout")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", help="where the held-out scenes go (default: a temporary dir)")
     parser.add_argument("--json", help="also write the raw umgclip-eval results here")
@@ -68,8 +70,8 @@ def main():
             sys.exit("--model %s: expected NAME=DIR with an existing directory" % item)
         models.append((name, path))
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data or os.path.join(tmp, "heldout")
-        subprocess.run([sys.executable, os.path.join(HERE, "scenes.py"), "--split", "heldout",
+        data = args.data or os.path.join(tmp, args.split)
+        subprocess.run([sys.executable, os.path.join(HERE, "scenes.py"), "--split", args.split,
                         "--count", str(args.count), "--seed", str(args.seed), "--out", data],
                        check=True)
         results = [(name, run_eval(args.eval, path, data, args.device)) for name, path in models]
