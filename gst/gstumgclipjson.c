@@ -59,8 +59,6 @@ GST_ELEMENT_REGISTER_DEFINE (umgclipjson, "umgclipjson", GST_RANK_NONE, GST_TYPE
 
 /* ---- metadata to JSON ---- */
 
-/* Reads a number field whatever its numeric type (DL Streamer writes label_id as int, the
- * umgclip elements as uint). */
 /* One "name": value member of the object being built. */
 static void
 member_int (JsonBuilder *builder, const gchar *name, gint64 value)
@@ -90,19 +88,6 @@ member_boolean (JsonBuilder *builder, const gchar *name, gboolean value)
   json_builder_add_boolean_value (builder, value);
 }
 
-static gboolean
-structure_get_number (const GstStructure *structure, const gchar *field, gdouble *out)
-{
-  const GValue *value = structure != NULL ? gst_structure_get_value (structure, field) : NULL;
-  GValue as_double = G_VALUE_INIT;
-  if (value == NULL || !g_value_type_transformable (G_VALUE_TYPE (value), G_TYPE_DOUBLE))
-    return FALSE;
-  g_value_init (&as_double, G_TYPE_DOUBLE);
-  g_value_transform (value, &as_double);
-  *out = g_value_get_double (&as_double);
-  return TRUE;
-}
-
 /* DL Streamer's "detection" object. A detector's own "detection" param wins (its box, class and
  * confidence describe the object); without one the box comes from the ROI's pixels and the
  * class from the best umgclip tag, or from the ROI type when the region is untagged. */
@@ -118,7 +103,7 @@ add_detection (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi, gint wid
   const gchar *label;
 
   for (guint i = 0; i < 4; i++)
-    have_box = have_box && structure_get_number (detection, corners[i], &box[i]);
+    have_box = have_box && gst_umgclip_structure_get_number (detection, corners[i], &box[i]);
   if (!have_box)
     {
       box[0] = width > 0 ? (gdouble) roi->x / width : 0;
@@ -146,13 +131,13 @@ add_detection (JsonBuilder *builder, GstVideoRegionOfInterestMeta *roi, gint wid
       json_builder_add_double_value (builder, box[i]);
     }
   json_builder_end_object (builder);
-  if (structure_get_number (class_source != NULL ? class_source : detection, "confidence",
-                            &confidence))
+  if (gst_umgclip_structure_get_number (class_source != NULL ? class_source : detection,
+                                        "confidence", &confidence))
     {
       member_double (builder, "confidence", confidence);
     }
   member_string (builder, "label", label);
-  if (structure_get_number (class_source, "label_id", &label_id))
+  if (gst_umgclip_structure_get_number (class_source, "label_id", &label_id))
     {
       member_int (builder, "label_id", (gint64) label_id);
     }

@@ -431,8 +431,9 @@ gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
 
   params = gst_structure_new ("umgclip", "model", G_TYPE_STRING, model != NULL ? model : "", NULL);
   if (n > 0)
-    gst_structure_set (params, "label", G_TYPE_STRING, ranked[0].label, "label_id", G_TYPE_UINT,
-                       ranked[0].label_id, "confidence", G_TYPE_DOUBLE, ranked[0].score, NULL);
+    gst_structure_set (params, "label", G_TYPE_STRING, ranked[0].label, "label_id", G_TYPE_INT,
+                       (gint) ranked[0].label_id, "confidence", G_TYPE_DOUBLE, ranked[0].score,
+                       NULL);
   gst_structure_take_value (params, "tags", &tags);
   gst_structure_take_value (params, "scores", &tag_scores);
 
@@ -448,4 +449,17 @@ gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
       link = next;
     }
   gst_video_region_of_interest_meta_add_param (roi, params);
+}
+
+gboolean
+gst_umgclip_structure_get_number (const GstStructure *structure, const gchar *field, gdouble *out)
+{
+  const GValue *value = structure != NULL ? gst_structure_get_value (structure, field) : NULL;
+  GValue as_double = G_VALUE_INIT;
+  if (value == NULL || !g_value_type_transformable (G_VALUE_TYPE (value), G_TYPE_DOUBLE))
+    return FALSE;
+  g_value_init (&as_double, G_TYPE_DOUBLE);
+  g_value_transform (value, &as_double);
+  *out = g_value_get_double (&as_double);
+  return TRUE;
 }

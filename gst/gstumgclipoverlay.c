@@ -370,21 +370,6 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
   gst_buffer_unmap (map_buffer, &map);
 }
 
-/* Reads a number field whatever its numeric type (DL Streamer writes label_id as int, the
- * umgclip elements as uint). */
-static gboolean
-structure_get_number (const GstStructure *structure, const gchar *field, gdouble *out)
-{
-  const GValue *value = gst_structure_get_value (structure, field);
-  GValue as_double = G_VALUE_INIT;
-  if (value == NULL || !g_value_type_transformable (G_VALUE_TYPE (value), G_TYPE_DOUBLE))
-    return FALSE;
-  g_value_init (&as_double, G_TYPE_DOUBLE);
-  g_value_transform (value, &as_double);
-  *out = g_value_get_double (&as_double);
-  return TRUE;
-}
-
 /* Caption and colour id of a region: its best umgclip tag, else what a detector put in the
  * "detection" param, else its ROI type. */
 static gchar *
@@ -398,9 +383,10 @@ roi_caption (GstVideoRegionOfInterestMeta *roi, guint *colour_id)
       gdouble label_id, confidence;
       if (label == NULL)
         continue;
-      *colour_id = structure_get_number (params, "label_id", &label_id) ? (guint) label_id
-                                                                        : (guint) roi->id;
-      if (structure_get_number (params, "confidence", &confidence))
+      *colour_id = gst_umgclip_structure_get_number (params, "label_id", &label_id)
+                       ? (guint) label_id
+                       : (guint) roi->id;
+      if (gst_umgclip_structure_get_number (params, "confidence", &confidence))
         return g_strdup_printf ("%s %.2f", label, confidence);
       return g_strdup (label);
     }

@@ -114,12 +114,18 @@ GstCustomMeta *
 gst_buffer_add_umgclip_segmentation_custom_meta (GstBuffer *buffer,
                                                  const GstUmgClipSegmentationMeta *meta);
 
-/* Writes (replaces) the "umgclip" param structure of roi: label, label_id and confidence of
- * the best tag (DL Streamer's field names), tags (GstValueArray of strings) and scores
+/* Writes (replaces) the "umgclip" param structure of roi: label, label_id (int) and confidence
+ * of the best tag (DL Streamer's field names and types), tags (GstValueArray of strings) and scores
  * (GstValueArray of doubles) ranked best first, and model. labels, label_ids and scores have n
  * entries in any order. */
 void gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
                                const gchar *const *labels, const guint *label_ids,
                                const gdouble *scores, guint n);
+
+/* Reads a numeric field of any numeric type as a double (a detector may write label_id as
+ * int or uint, confidence as float or double). FALSE when structure is NULL or the field is
+ * missing or not a number. */
+gboolean gst_umgclip_structure_get_number (const GstStructure *structure, const gchar *field,
+                                           gdouble *out);
 
 G_END_DECLS

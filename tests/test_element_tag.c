@@ -105,11 +105,11 @@ read_tags (GstVideoRegionOfInterestMeta *roi, const gchar *const *labels, guint 
     }
   if (out.n > 0)
     {
-      guint label_id = G_MAXUINT;
+      gint label_id = -1;
       gdouble confidence = -1;
       fail_unless_equals_string (gst_structure_get_string (params, "label"), out.labels[0]);
-      fail_unless (gst_structure_get_uint (params, "label_id", &label_id));
-      fail_unless (label_id < n_labels);
+      fail_unless (gst_structure_get_int (params, "label_id", &label_id));
+      fail_unless (label_id >= 0 && (guint) label_id < n_labels);
       fail_unless_equals_string (labels[label_id], out.labels[0]);
       fail_unless (gst_structure_get_double (params, "confidence", &confidence));
       fail_unless_equals_float (confidence, out.scores[0]);

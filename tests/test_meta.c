@@ -244,7 +244,8 @@ GST_START_TEST (test_roi_tags_best_first)
   const gdouble scores[] = { 0.2, 0.7, 0.1 };
   GstStructure *params;
   const GValue *tags, *tag_scores;
-  guint label_id = 99, n_umgclip = 0;
+  gint label_id = 99;
+  guint n_umgclip = 0;
   gdouble confidence = 0;
 
   gst_umgclip_roi_set_tags (roi, "old", labels, label_ids, scores, 1);
@@ -257,7 +258,7 @@ GST_START_TEST (test_roi_tags_best_first)
   fail_unless (params != NULL);
   fail_unless_equals_string (gst_structure_get_string (params, "model"), "tiny");
   fail_unless_equals_string (gst_structure_get_string (params, "label"), "cat");
-  fail_unless (gst_structure_get_uint (params, "label_id", &label_id));
+  fail_unless (gst_structure_get_int (params, "label_id", &label_id));
   fail_unless_equals_int (label_id, 1);
   fail_unless (gst_structure_get_double (params, "confidence", &confidence));
   fail_unless_equals_float (confidence, 0.7);
@@ -269,6 +270,29 @@ GST_START_TEST (test_roi_tags_best_first)
   fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (tags, 2)), "car");
   fail_unless_equals_float (g_value_get_double (gst_value_array_get_value (tag_scores, 0)), 0.7);
   fail_unless_equals_float (g_value_get_double (gst_value_array_get_value (tag_scores, 2)), 0.1);
+}
+GST_END_TEST;
+
+/* Numeric params are read whatever their type: DL Streamer's int label_id, uint, float. */
+GST_START_TEST (test_structure_get_number)
+{
+  GstStructure *s
+      = gst_structure_new ("detection", "label_id", G_TYPE_INT, -3, "count", G_TYPE_UINT, 7u,
+                           "confidence", G_TYPE_FLOAT, 0.25f, "label", G_TYPE_STRING, "cat", NULL);
+  gdouble value = 0.0;
+
+  fail_unless (gst_umgclip_structure_get_number (s, "label_id", &value));
+  fail_unless (value == -3.0);
+  fail_unless (gst_umgclip_structure_get_number (s, "count", &value));
+  fail_unless (value == 7.0);
+  fail_unless (gst_umgclip_structure_get_number (s, "confidence", &value));
+  fail_unless (value == 0.25);
+  value = 42.0;
+  fail_if (gst_umgclip_structure_get_number (s, "label", &value));
+  fail_if (gst_umgclip_structure_get_number (s, "missing", &value));
+  fail_if (gst_umgclip_structure_get_number (NULL, "label_id", &value));
+  fail_unless (value == 42.0);
+  gst_structure_free (s);
 }
 GST_END_TEST;
 
@@ -284,6 +308,7 @@ umgclip_meta_suite (void)
   tcase_add_test (tc, test_segmentation_custom_meta);
   tcase_add_test (tc, test_metas_through_videoscale);
   tcase_add_test (tc, test_roi_tags_best_first);
+  tcase_add_test (tc, test_structure_get_number);
   return suite;
 }
 
