@@ -60,7 +60,9 @@ print(json.load(open(sys.argv[1]))["scenes"][0]["caption"])' "$out/scenes/annota
     sh "$top/pipelines/annotate_file.sh" "$out/clip.mkv" "$out/annotated.mkv" \
     "$out/annotated.jsonl" > /dev/null
   echo "annotated video: $out/annotated.mkv"
-  echo "JSON ($(wc -l < "$out/annotated.jsonl") frames): $out/annotated.jsonl"
+  echo "JSON ($(wc -l < "$out/annotated.jsonl") frames): $out/annotated.jsonl; the first frame:"
+  head -n 1 "$out/annotated.jsonl" | cut -c 1-700
+  echo
   echo "== what was found in each scene, against its caption"
   /usr/bin/python3 - "$out/annotated.jsonl" "$out/scenes/annotations.json" <<'PY'
 import json, sys
