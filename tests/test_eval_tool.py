@@ -12,7 +12,11 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as error:  # scenes.py needs it
+    print("SKIP: numpy is missing for %s: %s" % (sys.executable, error))
+    sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENES = os.path.join(HERE, "..", "training", "scenes.py")

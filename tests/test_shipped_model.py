@@ -28,7 +28,11 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as error:
+    print("SKIP: numpy is missing for %s: %s" % (sys.executable, error))
+    sys.exit(77)
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "training"))
