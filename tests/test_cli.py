@@ -63,6 +63,17 @@ def write_npy(path, shape, values):
         f.write(struct.pack("<%df" % len(values), *values))
 
 
+def read_npy(path):
+    """(shape, values) of a little-endian float32 .npy file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    length = struct.unpack("<H", data[8:10])[0]
+    header = data[10:10 + length].decode()
+    shape = tuple(int(x) for x in header.split("(")[1].split(")")[0].split(",") if x.strip())
+    values = struct.unpack("<%df" % (len(data[10 + length:]) // 4), data[10 + length:])
+    return shape, values
+
+
 def norm(v):
     return math.sqrt(sum(x * x for x in v))
 
@@ -126,6 +137,66 @@ with tempfile.TemporaryDirectory() as tmp:
     check("classify best first", scores == sorted(scores, reverse=True), scores)
     check("classify scores sum to 1", abs(sum(scores) - 1) < 1e-4, scores)
 
+    # segment: maps of the network input; per-label pixel counts are the segments' areas
+    seg_labels = ["cat", "dog", "grass", "sky"]
+    mask_path, inst_path = os.path.join(tmp, "mask.npy"), os.path.join(tmp, "inst.npy")
+    semantic = ok_json("segment", "segment", MODEL, png, "--labels", ",".join(seg_labels),
+                       "--out", mask_path)
+    shape, mask = read_npy(mask_path)
+    check("segment map covers the input", shape == (size, size)
+          and (semantic["width"], semantic["height"]) == (size, size), (shape, semantic))
+    check("segment map holds label ids or -1",
+          all(v == -1 or v in range(len(seg_labels)) for v in mask))
+    areas = {i: sum(1 for v in mask if v == i) for i in range(len(seg_labels))}
+    check("semantic: one segment per label present, area as in the map",
+          {s["label_id"]: s["area"] for s in semantic["segments"]}
+          == {i: a for i, a in areas.items() if a}, (semantic, areas))
+    check("semantic: labels by name", all(s["label"] == seg_labels[s["label_id"]]
+                                          for s in semantic["segments"]))
+    panoptic = ok_json("segment --panoptic", "segment", MODEL, png, "--labels",
+                       ",".join(seg_labels), "--stuff", "grass, sky", "--panoptic", "--out",
+                       mask_path, "--instances", inst_path)
+    _, instances = read_npy(inst_path)
+    _, mask = read_npy(mask_path)
+    segments = panoptic["segments"]
+    check("panoptic: stuff labels are not things",
+          all(s["is_thing"] == (s["label"] in ("cat", "dog")) for s in segments), segments)
+    check("panoptic: each segment's area is its pixels in the instance map",
+          all(sum(1 for v in instances if v == s["id"]) == s["area"] for s in segments))
+    check("panoptic: a segment's pixels carry its label in the class map",
+          all(mask[i] == s["label_id"] for s in segments
+              for i, v in enumerate(instances) if v == s["id"]))
+    empty = ok_json("segment --threshold 1", "segment", MODEL, png, "--labels", "cat,dog",
+                    "--threshold", "1", "--out", mask_path)
+    _, mask = read_npy(mask_path)
+    check("a threshold of 1 leaves every pixel unlabelled",
+          empty["segments"] == [] and set(mask) == {-1.0}, empty)
+    png_mask = os.path.join(tmp, "mask.png")
+    ok_json("segment to PNG", "segment", MODEL, png, "--labels", "cat,dog", "--out", png_mask)
+    with open(png_mask, "rb") as f:
+        ihdr = f.read(24)
+    check("segment PNG has the input's size",
+          ihdr[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", ihdr[16:24]) == (size, size))
+
+    # tag: the best label of a box is the label text nearest its region embedding
+    tag_labels = ["cat", "dog", "car", "tree"]
+    tagged = ok_json("tag", "tag", MODEL, png, "--labels", ",".join(tag_labels), "--boxes",
+                     "0,0,%d,%d; 2,2,5,5" % (size, size), "--top-k", "3")
+    label_texts = ok_json("encode-text labels", "encode-text", MODEL, "--normalize",
+                          *["a photo of a %s." % t for t in tag_labels])["embeddings"]
+    boxes = ok_json("encode-regions of the same boxes", "encode-regions", MODEL, png, "--boxes",
+                    "0,0,%d,%d; 2,2,5,5" % (size, size))["embeddings"]
+    check("tag: top-k tags per box, best first",
+          len(tagged["regions"]) == 2 and all(
+              len(r["tags"]) == 3 and [t["score"] for t in r["tags"]]
+              == sorted((t["score"] for t in r["tags"]), reverse=True)
+              for r in tagged["regions"]), tagged)
+    for r, region in zip(tagged["regions"], boxes):
+        nearest = max(tag_labels, key=lambda t: sum(
+            a * b for a, b in zip(region, label_texts[tag_labels.index(t)])))
+        check("tag: best tag is the nearest label text", r["tags"][0]["label"] == nearest,
+              (r, nearest))
+
     # MODEL is optional: --model, else $UMGCLIP_MODEL, else the shipped model
     default = dict(os.environ, UMGCLIP_MODEL=MODEL)
     same = ok_json("info without MODEL", "info", env=default)
@@ -167,6 +238,15 @@ with tempfile.TemporaryDirectory() as tmp:
     fails("classify without labels", "--labels", "classify", MODEL, png, "--labels", " , ")
     fails("encode-text without text", "TEXT", "encode-text", MODEL)
     fails("bad iterations", "--iterations", "bench", MODEL, "--iterations", "zero")
+    fails("segment without --out", "--out", "segment", MODEL, png, "--labels", "cat")
+    fails("segment without labels", "--labels", "segment", MODEL, png, "--out", mask_path)
+    fails("segment with a threshold above 1", "--threshold", "segment", MODEL, png, "--labels",
+          "cat", "--out", mask_path, "--threshold", "1.5")
+    fails("segment with a negative min-area", "--min-area", "segment", MODEL, png, "--labels",
+          "cat", "--out", mask_path, "--min-area", "-2")
+    fails("segment to an unwritable place", "/nonexistent/dir", "segment", MODEL, png,
+          "--labels", "cat", "--out", "/nonexistent/dir/mask.png")
+    fails("tag without boxes", "boxes", "tag", MODEL, png, "--labels", "cat")
     proc = subprocess.run([UMGCLIP, "info", MODEL, "--device", "gpu7"], capture_output=True,
                           text=True)
     check("unknown device", proc.returncode != 0 and "gpu7" in proc.stderr, proc.stderr)

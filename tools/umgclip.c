@@ -20,10 +20,16 @@ typedef struct
   const gchar *out;
   const gchar *boxes;
   const gchar *labels;
+  const gchar *stuff;
+  const gchar *instances;
   GPtrArray *templates;
   gint size;
   gint iterations;
+  gint top_k;
+  gint min_area;
+  gdouble threshold;
   gboolean normalize;
+  gboolean panoptic;
 } Args;
 
 static void
@@ -37,6 +43,9 @@ usage (FILE *stream)
          "  umgclip encode-dense [MODEL] (IMAGE | --tensor X.npy) [--dense-mode M] --out F.npy\n"
          "  umgclip encode-regions [MODEL] (IMAGE | --tensor X.npy) --boxes \"x,y,w,h;...\"\n"
          "  umgclip classify [MODEL] IMAGE --labels \"cat,dog,car\" [--template T]...\n"
+         "  umgclip segment [MODEL] IMAGE --labels L [--stuff S] [--panoptic] --out MASK.png|.npy\n"
+         "                 [--instances INSTANCES.png|.npy] [--threshold T] [--min-area N]\n"
+         "  umgclip tag [MODEL] IMAGE --boxes \"x,y,w,h;...\" --labels L [--top-k K]\n"
          "  umgclip bench [MODEL] [--size N] [--iterations N]\n"
          "MODEL: a model directory (HuggingFace or OpenCLIP layout); also --model DIR. Without\n"
          "one: $UMGCLIP_MODEL, else the shipped model. For tokenize and encode-text the first\n"
@@ -46,19 +55,24 @@ usage (FILE *stream)
          "  --dense-mode naclip|clearclip|sclip|maskclip   (default naclip)\n"
          "  --normalize      L2-normalise printed embeddings\n"
          "  --size N         input size for IMAGE (default: the model's) or for bench\n"
+         "  segment: maps cover the network input (IMAGE resized and centre-cropped to SIZE);\n"
+         "           label ids, 255 (PNG) or -1 (.npy) where no label reaches --threshold;\n"
+         "           --instances: segment ids, 0 for none\n"
          "  --template T     prompt template with {} for classify (repeatable; default "
          "\"" DEFAULT_TEMPLATE "\")\n",
          stream);
 }
 
 static gboolean
-parse_int (const gchar *option, const gchar *text, gint *out, GError **error)
+parse_int (const gchar *option, const gchar *text, gint minimum, gint *out, GError **error)
 {
   guint64 value;
-  if (!g_ascii_string_to_unsigned (text, 10, 1, 1 << 20, &value, NULL))
+  if (!g_ascii_string_to_unsigned (text, 10, minimum, 1 << 20, &value, NULL))
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "%s: '%s' is not a positive integer", option, text);
+                   minimum > 0 ? "%s: '%s' is not a positive integer"
+                               : "%s: '%s' is not a whole number",
+                   option, text);
       return FALSE;
     }
   *out = value;
@@ -72,15 +86,29 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
   args->templates = g_ptr_array_new ();
   args->dense_mode = "naclip";
   args->iterations = 10;
+  args->top_k = 5;
   for (gint i = 1; i < argc; i++)
     {
       const gchar *arg = argv[i];
       const gchar **string_option = NULL;
       gint *int_option = NULL;
 
-      if (g_strcmp0 (arg, "--normalize") == 0)
+      if (g_strcmp0 (arg, "--normalize") == 0 || g_strcmp0 (arg, "--panoptic") == 0)
         {
-          args->normalize = TRUE;
+          *(arg[2] == 'n' ? &args->normalize : &args->panoptic) = TRUE;
+          continue;
+        }
+      if (g_strcmp0 (arg, "--threshold") == 0)
+        {
+          gchar *end = NULL;
+          if (i + 1 >= argc || (args->threshold = g_ascii_strtod (argv[i + 1], &end)) < 0
+              || args->threshold > 1 || end == argv[i + 1] || *end != '\0')
+            {
+              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                           "--threshold needs a number from 0 to 1");
+              return FALSE;
+            }
+          i++;
           continue;
         }
       if (g_strcmp0 (arg, "--device") == 0)
@@ -97,6 +125,14 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
         string_option = &args->labels;
       else if (g_strcmp0 (arg, "--model") == 0)
         string_option = &args->model;
+      else if (g_strcmp0 (arg, "--stuff") == 0)
+        string_option = &args->stuff;
+      else if (g_strcmp0 (arg, "--instances") == 0)
+        string_option = &args->instances;
+      else if (g_strcmp0 (arg, "--top-k") == 0)
+        int_option = &args->top_k;
+      else if (g_strcmp0 (arg, "--min-area") == 0)
+        int_option = &args->min_area;
       else if (g_strcmp0 (arg, "--size") == 0)
         int_option = &args->size;
       else if (g_strcmp0 (arg, "--iterations") == 0)
@@ -124,7 +160,7 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
         *string_option = argv[i];
       else if (int_option != NULL)
         {
-          if (!parse_int (arg, argv[i], int_option, error))
+          if (!parse_int (arg, argv[i], int_option == &args->min_area ? 0 : 1, int_option, error))
             return FALSE;
         }
       else
@@ -398,11 +434,12 @@ command_encode_dense (UmgClipContext *ctx, const Args *args, GString *out, GErro
   return TRUE;
 }
 
-static gboolean
-command_encode_regions (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+/* Region embeddings (n_boxes × embed_dim, L2-normalised) of the --boxes of the input;
+ * boxes receives their x, y, w, h. */
+static gfloat *
+encode_boxes (UmgClipContext *ctx, const Args *args, GArray *boxes, GError **error)
 {
   const gint embed = umgclip_context_get_info (ctx)->embed_dim;
-  g_autoptr (GArray) boxes = g_array_new (FALSE, FALSE, sizeof (gfloat));
   UmgClipImageRequest request = { 0 };
   g_autofree gfloat *pixels = NULL;
   g_autofree gfloat *regions = NULL;
@@ -410,28 +447,79 @@ command_encode_regions (UmgClipContext *ctx, const Args *args, GString *out, GEr
 
   if (!parse_boxes (args->boxes, boxes, error)
       || !umgclip_parse_dense_mode (args->dense_mode, &request.dense_mode, error))
-    return FALSE;
+    return NULL;
   pixels = load_input (ctx, args, &width, &height, error);
   if (pixels == NULL)
-    return FALSE;
+    return NULL;
   request.boxes = (const gfloat *) boxes->data;
   request.n_boxes = boxes->len / 4;
   request.regions = regions = g_new (gfloat, (gsize) request.n_boxes * embed);
   if (!umgclip_encode_image (ctx, pixels, width, height, &request, error))
+    return NULL;
+  return g_steal_pointer (&regions);
+}
+
+static gboolean
+command_encode_regions (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  g_autoptr (GArray) boxes = g_array_new (FALSE, FALSE, sizeof (gfloat));
+  g_autofree gfloat *regions = encode_boxes (ctx, args, boxes, error);
+
+  if (regions == NULL)
     return FALSE;
-  print_vectors (out, "embeddings", regions, request.n_boxes, embed, FALSE);
+  print_vectors (out, "embeddings", regions, boxes->len / 4,
+                 umgclip_context_get_info (ctx)->embed_dim, FALSE);
   return TRUE;
+}
+
+/* The labels of --labels (comma-separated, spaces around each dropped, empty ones skipped)
+ * and their embeddings, prompt-ensembled over the --template prompts. */
+typedef struct
+{
+  GStrv split;
+  GPtrArray *names;   /* const gchar *, into split */
+  gfloat *embeddings; /* names->len × embed_dim, normalised */
+} LabelSet;
+
+static void
+label_set_clear (LabelSet *set)
+{
+  g_clear_pointer (&set->split, g_strfreev);
+  g_clear_pointer (&set->names, g_ptr_array_unref);
+  g_clear_pointer (&set->embeddings, g_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (LabelSet, label_set_clear)
+
+static gboolean
+label_set_encode (UmgClipContext *ctx, const Args *args, LabelSet *set, GError **error)
+{
+  const gchar *const default_templates[] = { DEFAULT_TEMPLATE };
+  const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+
+  set->split = g_strsplit (args->labels ? args->labels : "", ",", -1);
+  set->names = g_ptr_array_new ();
+  for (guint i = 0; set->split[i] != NULL; i++)
+    if (*g_strstrip (set->split[i]) != '\0')
+      g_ptr_array_add (set->names, set->split[i]);
+  if (set->names->len == 0)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "%s needs --labels with at least one label", args->command);
+      return FALSE;
+    }
+  set->embeddings = g_new (gfloat, (gsize) set->names->len * embed);
+  return umgclip_encode_labels (
+      ctx, (const gchar *const *) set->names->pdata, set->names->len,
+      args->templates->len ? (const gchar *const *) args->templates->pdata : default_templates,
+      args->templates->len ? args->templates->len : 1, set->embeddings, error);
 }
 
 static gboolean
 command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
 {
   const gint embed = umgclip_context_get_info (ctx)->embed_dim;
-  g_auto (GStrv) labels = g_strsplit (args->labels ? args->labels : "", ",", -1);
-  g_autoptr (GPtrArray) kept = g_ptr_array_new ();
-  const gchar *const default_templates[] = { DEFAULT_TEMPLATE };
+  g_auto (LabelSet) set = { 0 };
   g_autofree gfloat *embedding = g_new (gfloat, embed);
-  g_autofree gfloat *label_embeddings = NULL;
   g_autofree gfloat *scores = NULL;
   g_autofree guint *order = NULL;
   UmgClipImageRequest request = { .embedding = embedding };
@@ -439,27 +527,14 @@ command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **
   gint width, height;
   guint n;
 
-  for (guint i = 0; labels[i] != NULL; i++)
-    if (*g_strstrip (labels[i]) != '\0')
-      g_ptr_array_add (kept, labels[i]);
-  if (kept->len == 0)
-    {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "classify needs --labels with at least one label");
-      return FALSE;
-    }
-  n = kept->len;
-  label_embeddings = g_new (gfloat, (gsize) n * embed);
-  if (!umgclip_encode_labels (
-          ctx, (const gchar *const *) kept->pdata, n,
-          args->templates->len ? (const gchar *const *) args->templates->pdata : default_templates,
-          args->templates->len ? args->templates->len : 1, label_embeddings, error))
+  if (!label_set_encode (ctx, args, &set, error))
     return FALSE;
+  n = set.names->len;
   pixels = load_input (ctx, args, &width, &height, error);
   if (pixels == NULL || !umgclip_encode_image (ctx, pixels, width, height, &request, error))
     return FALSE;
   scores = g_new (gfloat, n);
-  umgclip_score (ctx, embedding, label_embeddings, n, scores);
+  umgclip_score (ctx, embedding, set.embeddings, n, scores);
 
   order = g_new (guint, n);
   for (guint i = 0; i < n; i++)
@@ -475,8 +550,145 @@ command_classify (UmgClipContext *ctx, const Args *args, GString *out, GError **
   for (guint i = 0; i < n; i++)
     {
       g_string_append (out, i ? ", {\"label\": " : "{\"label\": ");
-      append_json_string (out, g_ptr_array_index (kept, order[i]));
+      append_json_string (out, g_ptr_array_index (set.names, order[i]));
       g_string_append_printf (out, ", \"score\": %.6g}", scores[order[i]]);
+    }
+  g_string_append (out, "]}\n");
+  return TRUE;
+}
+
+/* A [height, width] map as .npy (float32) or, for a name ending in .png, as an 8-bit grey PNG
+ * (values above 254 do not fit and fail). */
+static gboolean
+save_map (const gchar *path, const guint16 *map, gint width, gint height, guint16 none,
+          gfloat none_value, GError **error)
+{
+  gsize n = (gsize) width * height;
+  if (g_str_has_suffix (path, ".png"))
+    {
+      g_autoptr (GdkPixbuf) png = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, width, height);
+      guint8 *pixels = gdk_pixbuf_get_pixels (png);
+      gint stride = gdk_pixbuf_get_rowstride (png);
+      for (gsize i = 0; i < n; i++)
+        {
+          guint8 value = map[i] == none ? 255 : map[i];
+          if (map[i] != none && map[i] > 254)
+            {
+              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                           "%s: value %u does not fit an 8-bit PNG; write .npy", path, map[i]);
+              return FALSE;
+            }
+          memset (pixels + (i / width) * stride + (i % width) * 3, value, 3);
+        }
+      return gdk_pixbuf_save (png, path, "png", error, NULL);
+    }
+  {
+    g_autofree gfloat *values = g_new (gfloat, n);
+    gsize shape[2] = { height, width };
+    for (gsize i = 0; i < n; i++)
+      values[i] = map[i] == none ? none_value : map[i];
+    return umg_npy_save (path, values, 2, shape, error);
+  }
+}
+
+/* Semantic or panoptic segmentation of the network input (IMAGE prepared as CLIP prepares it)
+ * for --labels; --stuff names the labels merged per label in panoptic mode. */
+static gboolean
+command_segment (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  const UmgClipInfo *info = umgclip_context_get_info (ctx);
+  g_auto (LabelSet) set = { 0 };
+  g_auto (GStrv) stuff = g_strsplit (args->stuff ? args->stuff : "", ",", -1);
+  g_auto (UmgClipSegmentation) seg = { 0 };
+  g_autofree gboolean *is_thing = NULL;
+  g_autofree gfloat *dense = NULL;
+  g_autofree gfloat *pixels = NULL;
+  UmgClipImageRequest request = { 0 };
+  gint width, height, grid_w, grid_h;
+
+  if (args->out == NULL)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "segment needs --out MASK.png or MASK.npy");
+      return FALSE;
+    }
+  if (!umgclip_parse_dense_mode (args->dense_mode, &request.dense_mode, error)
+      || !label_set_encode (ctx, args, &set, error))
+    return FALSE;
+  is_thing = g_new (gboolean, set.names->len);
+  for (guint i = 0; i < set.names->len; i++)
+    {
+      is_thing[i] = TRUE;
+      for (guint k = 0; stuff[k] != NULL; k++)
+        if (g_strcmp0 (g_strstrip (stuff[k]), g_ptr_array_index (set.names, i)) == 0)
+          is_thing[i] = FALSE;
+    }
+  pixels = load_input (ctx, args, &width, &height, error);
+  if (pixels == NULL)
+    return FALSE;
+  grid_w = width / info->patch_size;
+  grid_h = height / info->patch_size;
+  request.dense = dense = g_new (gfloat, (gsize) grid_w * grid_h * info->embed_dim);
+  if (!umgclip_encode_image (ctx, pixels, width, height, &request, error)
+      || !umgclip_segment (dense, grid_w, grid_h, info->embed_dim, set.embeddings, set.names->len,
+                           is_thing, info->logit_scale, width, height, args->threshold,
+                           args->min_area, args->panoptic, &seg, error)
+      || !save_map (args->out, seg.class_map, width, height, UMGCLIP_CLASS_NONE, -1, error)
+      || (args->instances != NULL
+          && !save_map (args->instances, seg.instance_map, width, height, G_MAXUINT16, 0, error)))
+    return FALSE;
+  g_string_append_printf (out, "{\"width\": %d, \"height\": %d, \"segments\": [", width, height);
+  for (guint i = 0; i < seg.n_segments; i++)
+    {
+      const UmgClipSegment *segment = &seg.segments[i];
+      g_string_append_printf (out, "%s{\"id\": %u, \"label\": ", i ? ", " : "", segment->id);
+      append_json_string (out, g_ptr_array_index (set.names, segment->label_id));
+      g_string_append_printf (out,
+                              ", \"label_id\": %u, \"score\": %.6g, \"is_thing\": %s, "
+                              "\"box\": [%d, %d, %d, %d], \"area\": %u}",
+                              segment->label_id, segment->score,
+                              segment->is_thing ? "true" : "false", segment->x, segment->y,
+                              segment->w, segment->h, segment->area);
+    }
+  g_string_append (out, "]}\n");
+  return TRUE;
+}
+
+/* The --top-k best --labels of each box, pooled from the dense map by RoI-Align. */
+static gboolean
+command_tag (UmgClipContext *ctx, const Args *args, GString *out, GError **error)
+{
+  g_auto (LabelSet) set = { 0 };
+  g_autoptr (GArray) boxes = g_array_new (FALSE, FALSE, sizeof (gfloat));
+  g_autofree gfloat *regions = NULL;
+  g_autofree guint *ids = NULL;
+  g_autofree gfloat *scores = NULL;
+  guint top_k, n_boxes;
+
+  if (!label_set_encode (ctx, args, &set, error)
+      || (regions = encode_boxes (ctx, args, boxes, error)) == NULL)
+    return FALSE;
+  top_k = MIN ((guint) args->top_k, set.names->len);
+  n_boxes = boxes->len / 4;
+  ids = g_new (guint, (gsize) n_boxes * top_k);
+  scores = g_new (gfloat, (gsize) n_boxes * top_k);
+  if (!umgclip_rank_labels (regions, n_boxes, umgclip_context_get_info (ctx)->embed_dim,
+                            set.embeddings, set.names->len,
+                            umgclip_context_get_info (ctx)->logit_scale, top_k, ids, scores, error))
+    return FALSE;
+  g_string_append (out, "{\"regions\": [");
+  for (guint r = 0; r < n_boxes; r++)
+    {
+      const gfloat *box = &g_array_index (boxes, gfloat, 4 * r);
+      g_string_append_printf (out, "%s{\"box\": [%g, %g, %g, %g], \"tags\": [", r ? ", " : "",
+                              box[0], box[1], box[2], box[3]);
+      for (guint k = 0; k < top_k; k++)
+        {
+          g_string_append (out, k ? ", {\"label\": " : "{\"label\": ");
+          append_json_string (out, g_ptr_array_index (set.names, ids[r * top_k + k]));
+          g_string_append_printf (out, ", \"score\": %.6g}", scores[r * top_k + k]);
+        }
+      g_string_append (out, "]}");
     }
   g_string_append (out, "]}\n");
   return TRUE;
@@ -576,6 +788,8 @@ static const struct
   { "encode-dense", command_encode_dense, 1 },
   { "encode-regions", command_encode_regions, 1 },
   { "classify", command_classify, 1 },
+  { "segment", command_segment, 1 },
+  { "tag", command_tag, 1 },
   { "bench", command_bench, 0 },
 };
 
