@@ -296,35 +296,8 @@ class ClipModel(nn.Module):
 
     def hf_tensors(self):
         """{HF name: tensor}, with any low-rank adapters folded into their weights."""
-        out = {}
-        v, t = self.vision, self.text
-
-        def block(prefix, b):
-            for ours, theirs in self._BLOCK_NAMES.items():
-                module = getattr(b, ours)
-                weight = b.merged_weight(ours) if ours in Block.PROJECTIONS else module.weight
-                out[prefix + theirs + ".weight"] = weight
-                out[prefix + theirs + ".bias"] = module.bias
-
-        out["vision_model.embeddings.patch_embedding.weight"] = v.patch.weight
-        out["vision_model.embeddings.class_embedding"] = v.class_embedding
-        out["vision_model.embeddings.position_embedding.weight"] = v.position
-        out["vision_model.pre_layrnorm.weight"] = v.ln_pre.weight
-        out["vision_model.pre_layrnorm.bias"] = v.ln_pre.bias
-        for i, b in enumerate(v.blocks):
-            block("vision_model.encoder.layers.%d." % i, b)
-        out["vision_model.post_layernorm.weight"] = v.ln_post.weight
-        out["vision_model.post_layernorm.bias"] = v.ln_post.bias
-        out["visual_projection.weight"] = v.proj.weight
-        out["text_model.embeddings.token_embedding.weight"] = t.token.weight
-        out["text_model.embeddings.position_embedding.weight"] = t.position
-        for i, b in enumerate(t.blocks):
-            block("text_model.encoder.layers.%d." % i, b)
-        out["text_model.final_layer_norm.weight"] = t.ln_final.weight
-        out["text_model.final_layer_norm.bias"] = t.ln_final.bias
-        out["text_projection.weight"] = t.proj.weight
-        out["logit_scale"] = self.logit_scale
-        return {name: tensor.detach().float().contiguous() for name, tensor in out.items()}
+        return {name: tensor.detach().float().contiguous()
+                for name, tensor in self._hf_parameters(merged=True).items()}
 
     @torch.no_grad()
     def export(self, out_dir, vocabulary, dtype="f32", metadata=None):
@@ -366,15 +339,19 @@ class ClipModel(nn.Module):
                 parameter.copy_(tensors[name])
         return model
 
-    def _hf_parameters(self):
-        """{HF name: the parameter it loads into} (no adapters)."""
+    def _hf_parameters(self, merged=False):
+        """{HF name: the parameter it loads into}; merged: block projections as their weight
+        with any low-rank adapter folded in, as they are exported."""
         names = {}
         v, t = self.vision, self.text
 
         def block(prefix, b):
             for ours, theirs in self._BLOCK_NAMES.items():
-                names[prefix + theirs + ".weight"] = getattr(b, ours).weight
-                names[prefix + theirs + ".bias"] = getattr(b, ours).bias
+                module = getattr(b, ours)
+                folded = merged and ours in Block.PROJECTIONS
+                names[prefix + theirs + ".weight"] = (b.merged_weight(ours) if folded
+                                                      else module.weight)
+                names[prefix + theirs + ".bias"] = module.bias
 
         names["vision_model.embeddings.patch_embedding.weight"] = v.patch.weight
         names["vision_model.embeddings.class_embedding"] = v.class_embedding
