@@ -326,7 +326,7 @@ check_against_runtime (gboolean panoptic)
       const gchar *label = labels[segment->label_id];
       gdouble confidence = 0, x_min = -1, y_min = -1, x_max = -1, y_max = -1;
       gint label_id = -1;
-      guint tag_label_id = G_MAXUINT;
+      gint tag_label_id = -1;
       const GValue *tag_list;
 
       if (!segment->is_thing)
@@ -341,7 +341,7 @@ check_against_runtime (gboolean panoptic)
       tags = gst_video_region_of_interest_meta_get_param (roi, "umgclip");
       fail_unless (tags != NULL);
       fail_unless_equals_string (gst_structure_get_string (tags, "label"), label);
-      fail_unless (gst_structure_get_uint (tags, "label_id", &tag_label_id));
+      fail_unless (gst_structure_get_int (tags, "label_id", &tag_label_id));
       fail_unless_equals_int (tag_label_id, segment->label_id);
       fail_unless (gst_structure_get_double (tags, "confidence", &confidence));
       fail_unless (fabs (confidence - segment->score) < 1e-6);
