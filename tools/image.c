@@ -1,8 +1,6 @@
 /* Image files for the command-line tools. */
 #include "image.h"
 
-#include "umgclip.h"
-
 GdkPixbuf *
 umgclip_tool_load_rgb (const gchar *path, GError **error)
 {
@@ -22,4 +20,14 @@ umgclip_tool_load_rgb (const gchar *path, GError **error)
   gdk_pixbuf_fill (rgb, 0);
   gdk_pixbuf_composite (loaded, rgb, 0, 0, width, height, 0, 0, 1, 1, GDK_INTERP_NEAREST, 255);
   return rgb;
+}
+
+gfloat *
+umgclip_tool_preprocess (UmgClipContext *ctx, GdkPixbuf *rgb, gint size)
+{
+  gfloat *pixels = g_new (gfloat, 3 * (gsize) size * size);
+  umgclip_preprocess_rgb (ctx, gdk_pixbuf_read_pixels (rgb), gdk_pixbuf_get_width (rgb),
+                          gdk_pixbuf_get_height (rgb), gdk_pixbuf_get_rowstride (rgb), size,
+                          pixels);
+  return pixels;
 }

@@ -270,8 +270,6 @@ load_scene_pixels (UmgClipContext *ctx, const Dataset *data, const Scene *scene,
 {
   g_autofree gchar *path = g_build_filename (data->dir, scene->file, NULL);
   g_autoptr (GdkPixbuf) rgb = umgclip_tool_load_rgb (path, error);
-  gint size = umgclip_context_get_info (ctx)->image_size;
-  gfloat *pixels;
 
   if (rgb == NULL)
     return NULL;
@@ -282,29 +280,7 @@ load_scene_pixels (UmgClipContext *ctx, const Dataset *data, const Scene *scene,
                    data->size);
       return NULL;
     }
-  pixels = g_new (gfloat, 3 * (gsize) size * size);
-  umgclip_preprocess_rgb (ctx, gdk_pixbuf_read_pixels (rgb), data->size, data->size,
-                          gdk_pixbuf_get_rowstride (rgb), size, pixels);
-  return pixels;
-}
-
-static guint
-argmax (const gfloat *v, guint n)
-{
-  guint best = 0;
-  for (guint i = 1; i < n; i++)
-    if (v[i] > v[best])
-      best = i;
-  return best;
-}
-
-static gfloat
-dot (const gfloat *a, const gfloat *b, gint n)
-{
-  gfloat sum = 0.0f;
-  for (gint i = 0; i < n; i++)
-    sum += a[i] * b[i];
-  return sum;
+  return umgclip_tool_preprocess (ctx, rgb, umgclip_context_get_info (ctx)->image_size);
 }
 
 /* ---- metrics ---------------------------------------------------------------------------- */
@@ -501,30 +477,29 @@ eval_scene (Eval *ev, guint index, GError **error)
 }
 
 /* Zero-shot: the best thing tag for the whole image is one of its things. */
-static gdouble
-zero_shot_top1 (Eval *ev)
+static gboolean
+zero_shot_top1 (Eval *ev, gdouble *out, GError **error)
 {
-  guint right = 0, counted = 0;
-  g_autofree gfloat *scores = g_new (gfloat, ev->data->n_thing_labels);
-  for (guint i = 0; i < ev->data->scenes->len; i++)
+  guint n = ev->data->scenes->len, right = 0, counted = 0;
+  g_autofree guint *best = g_new (guint, n);
+  g_autofree gfloat *score = g_new (gfloat, n);
+
+  if (!umgclip_rank_labels (ev->image_embeddings, n, ev->dim, ev->label_embeddings,
+                            ev->data->n_thing_labels, ev->logit_scale, 1, best, score, error))
+    return FALSE;
+  for (guint i = 0; i < n; i++)
     {
       const Scene *scene = g_ptr_array_index (ev->data->scenes, i);
-      guint best;
-      if (scene->n_things == 0)
-        continue;
-      for (guint c = 0; c < ev->data->n_thing_labels; c++)
-        scores[c] = dot (ev->image_embeddings + (gsize) i * ev->dim,
-                         ev->label_embeddings + (gsize) c * ev->dim, ev->dim);
-      best = argmax (scores, ev->data->n_thing_labels);
-      counted++;
+      counted += scene->n_things > 0;
       for (guint k = 0; k < scene->n_things; k++)
-        if (g_array_index (scene->segments, GtSegment, k).label == best)
+        if (g_array_index (scene->segments, GtSegment, k).label == best[i])
           {
             right++;
             break;
           }
     }
-  return counted > 0 ? (gdouble) right / counted : 0.0;
+  *out = counted > 0 ? (gdouble) right / counted : 0.0;
+  return TRUE;
 }
 
 /* Text-to-image R@1: the image nearest each caption carries that same caption. */
@@ -534,20 +509,18 @@ retrieval_r1 (Eval *ev, gdouble *out, GError **error)
   guint n = ev->data->scenes->len, right = 0;
   g_autofree const gchar **captions = g_new (const gchar *, n);
   g_autofree gfloat *texts = g_new (gfloat, (gsize) n * ev->dim);
-  g_autofree gfloat *sims = g_new (gfloat, n);
+  g_autofree guint *nearest = g_new (guint, n);
+  g_autofree gfloat *score = g_new (gfloat, n);
 
   for (guint i = 0; i < n; i++)
     captions[i] = ((Scene *) g_ptr_array_index (ev->data->scenes, i))->caption;
-  if (!umgclip_encode_text (ev->ctx, captions, n, texts, error))
+  /* each caption ranks the images as if they were its labels */
+  if (!umgclip_encode_text (ev->ctx, captions, n, texts, error)
+      || !umgclip_rank_labels (texts, n, ev->dim, ev->image_embeddings, n, ev->logit_scale, 1,
+                               nearest, score, error))
     return FALSE;
   for (guint i = 0; i < n; i++)
-    {
-      gfloat *text = texts + (gsize) i * ev->dim;
-      umgclip_l2_normalize (text, ev->dim);
-      for (guint j = 0; j < n; j++)
-        sims[j] = dot (text, ev->image_embeddings + (gsize) j * ev->dim, ev->dim);
-      right += g_strcmp0 (captions[argmax (sims, n)], captions[i]) == 0;
-    }
+    right += g_strcmp0 (captions[nearest[i]], captions[i]) == 0;
   *out = (gdouble) right / n;
   return TRUE;
 }
@@ -579,7 +552,7 @@ evaluate (UmgClipContext *ctx, const Dataset *data, const Args *args, GString *o
               is_thing,
               image_embeddings,
               tallies };
-  gdouble retrieval = 0.0;
+  gdouble zero_shot = 0.0, retrieval = 0.0;
   gboolean ok = TRUE;
 
   for (guint c = 0; c < data->n_thing_labels; c++)
@@ -591,7 +564,7 @@ evaluate (UmgClipContext *ctx, const Dataset *data, const Args *args, GString *o
                               label_embeddings, error);
   for (guint i = 0; ok && i < n_scenes; i++)
     ok = eval_scene (&ev, i, error);
-  ok = ok && retrieval_r1 (&ev, &retrieval, error);
+  ok = ok && zero_shot_top1 (&ev, &zero_shot, error) && retrieval_r1 (&ev, &retrieval, error);
   if (ok)
     {
       g_autofree gchar *model = json_quote (args->model);
@@ -599,7 +572,7 @@ evaluate (UmgClipContext *ctx, const Dataset *data, const Args *args, GString *o
       g_string_append_printf (out,
                               "{\"model\": %s, \"device\": %s, \"scenes\": %u, \"labels\": %u, "
                               "\"zero_shot_top1\": %.4f, \"retrieval_r1\": %.4f, \"modes\": {",
-                              model, backend, n_scenes, n_labels, zero_shot_top1 (&ev), retrieval);
+                              model, backend, n_scenes, n_labels, zero_shot, retrieval);
       for (guint m = 0; m < args->modes->len; m++)
         {
           const Tally *t = tallies[m];

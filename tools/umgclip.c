@@ -93,9 +93,14 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
       const gchar **string_option = NULL;
       gint *int_option = NULL;
 
-      if (g_strcmp0 (arg, "--normalize") == 0 || g_strcmp0 (arg, "--panoptic") == 0)
+      if (g_strcmp0 (arg, "--normalize") == 0)
         {
-          *(arg[2] == 'n' ? &args->normalize : &args->panoptic) = TRUE;
+          args->normalize = TRUE;
+          continue;
+        }
+      if (g_strcmp0 (arg, "--panoptic") == 0)
+        {
+          args->panoptic = TRUE;
           continue;
         }
       if (g_strcmp0 (arg, "--threshold") == 0)
@@ -258,16 +263,11 @@ load_input (UmgClipContext *ctx, const Args *args, gint *width, gint *height, GE
     const gchar *path = g_ptr_array_index (args->positional, 0);
     g_autoptr (GdkPixbuf) rgb = umgclip_tool_load_rgb (path, error);
     gint size = args->size > 0 ? args->size : umgclip_context_get_info (ctx)->image_size;
-    gfloat *pixels;
 
     if (rgb == NULL)
       return NULL;
-    pixels = g_new (gfloat, 3 * (gsize) size * size);
-    umgclip_preprocess_rgb (ctx, gdk_pixbuf_read_pixels (rgb), gdk_pixbuf_get_width (rgb),
-                            gdk_pixbuf_get_height (rgb), gdk_pixbuf_get_rowstride (rgb), size,
-                            pixels);
     *width = *height = size;
-    return pixels;
+    return umgclip_tool_preprocess (ctx, rgb, size);
   }
 }
 
@@ -616,13 +616,10 @@ command_segment (UmgClipContext *ctx, const Args *args, GString *out, GError **e
       || !label_set_encode (ctx, args, &set, error))
     return FALSE;
   is_thing = g_new (gboolean, set.names->len);
+  for (guint k = 0; stuff[k] != NULL; k++)
+    g_strstrip (stuff[k]);
   for (guint i = 0; i < set.names->len; i++)
-    {
-      is_thing[i] = TRUE;
-      for (guint k = 0; stuff[k] != NULL; k++)
-        if (g_strcmp0 (g_strstrip (stuff[k]), g_ptr_array_index (set.names, i)) == 0)
-          is_thing[i] = FALSE;
-    }
+    is_thing[i] = !g_strv_contains ((const gchar *const *) stuff, g_ptr_array_index (set.names, i));
   pixels = load_input (ctx, args, &width, &height, error);
   if (pixels == NULL)
     return FALSE;
