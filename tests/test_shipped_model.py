@@ -51,7 +51,7 @@ except (ImportError, ValueError) as error:
     sys.exit(77)
 
 SIZE = scenes.IMAGE_SIZE
-THING_TAGS = [scenes.thing_tag(c, s) for c in scenes.COLOUR_NAMES for s in scenes.SHAPES]
+THING_TAGS = scenes.THING_TAGS
 LABELS = THING_TAGS + scenes.STUFF  # the vocabulary L; label ids index it
 PANOPTIC_MIN_AREA = 8
 PULL_TIMEOUT = 60 * Gst.SECOND

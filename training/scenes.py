@@ -78,6 +78,10 @@ def thing_tag(colour, shape):
     return "%s %s" % (colour, shape)
 
 
+# every colour-shape tag, held out or not: the thing vocabulary an evaluation ranks among
+THING_TAGS = [thing_tag(c, s) for c in COLOUR_NAMES for s in SHAPES]
+
+
 def all_words():
     """Every word a caption, phrase or tag can contain (the vocabulary's whole words)."""
     words = ["a", "photo", "of", "on", "and"] + COLOUR_NAMES + SHAPES + STUFF
@@ -310,7 +314,7 @@ def main():
     with open(os.path.join(args.out, "annotations.json"), "w") as f:
         json.dump({"split": args.split, "seed": args.seed, "size": args.size,
                    "held_out_rule": "(COLOURS index + SHAPES index) % 4 == 0",
-                   "thing_tags": [thing_tag(c, s) for c in COLOUR_NAMES for s in SHAPES],
+                   "thing_tags": THING_TAGS,
                    "stuff_names": STUFF, "scenes": records}, f)
         f.write("\n")
     return 0

@@ -131,11 +131,10 @@ class Batch:
             self.pixel_weight[i][mask] = 1.0 / max(int(mask.sum()), 1)
 
 
-def make_batch(args, step, vocab, cfg):
+def make_batch(args, step, vocab, cfg, tags):
     first = step * args.batch
     scene_list = [scenes.generate("train", args.seed, first + i, cfg["image_size"])
                   for i in range(args.batch)]
-    tags = [scenes.thing_tag(c, s) for c, s in scenes.pairs("train")] + scenes.STUFF
     return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"], tags)
 
 
@@ -228,7 +227,7 @@ def train(args):
             group["lr"] = learning_rate(step, stage_first, stage_last, peak,
                                         warmup if stage == 1 else 1)
 
-        batch = make_batch(args, step, vocab, cfg)
+        batch = make_batch(args, step, vocab, cfg, all_tags)
         mode = args.dense_modes[step % len(args.dense_modes)] if umg else None
         image, dense = model.encode_image(batch.pixels, mode)
         text = model.encode_text(batch.caption_ids, vocab.end_id)
