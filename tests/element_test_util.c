@@ -86,3 +86,17 @@ element_test_assert_start_error (GstElement *element, const gchar *expected)
   gst_element_set_bus (element, NULL);
   gst_object_unref (element);
 }
+
+guint
+element_test_count_inferences (GstBus *bus)
+{
+  GstMessage *message;
+  guint n = 0;
+  while ((message = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT)) != NULL)
+    {
+      if (gst_structure_has_name (gst_message_get_structure (message), "umgclip-inference"))
+        n++;
+      gst_message_unref (message);
+    }
+  return n;
+}

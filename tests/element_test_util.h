@@ -23,4 +23,7 @@ GstBuffer *element_test_frame (GstHarness *harness, guint seed, GstClockTime pts
  * Takes the element's reference. */
 void element_test_assert_start_error (GstElement *element, const gchar *expected);
 
+/* Pops the bus's element messages and counts the "umgclip-inference" ones among them. */
+guint element_test_count_inferences (GstBus *bus);
+
 G_END_DECLS

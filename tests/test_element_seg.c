@@ -417,20 +417,6 @@ GST_START_TEST (test_labels_changed_in_playing)
 }
 GST_END_TEST;
 
-static guint
-count_inference_messages (GstBus *bus)
-{
-  GstMessage *message;
-  guint n = 0;
-  while ((message = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT)) != NULL)
-    {
-      if (gst_structure_has_name (gst_message_get_structure (message), "umgclip-inference"))
-        n++;
-      gst_message_unref (message);
-    }
-  return n;
-}
-
 /* Skipped frames carry a copy of the last result: same maps, segments and ROIs. */
 GST_START_TEST (test_inference_interval)
 {
@@ -445,7 +431,7 @@ GST_START_TEST (test_inference_interval)
       = element_test_harness (element, "video/x-raw,format=RGB,width=48,height=48,framerate=30/1");
   for (guint i = 0; i < 4; i++)
     outs[i] = push_and_pull (harness, 3 * i, i * GST_SECOND / 30);
-  fail_unless_equals_int (count_inference_messages (bus), 2);
+  fail_unless_equals_int (element_test_count_inferences (bus), 2);
 
   for (guint i = 1; i < 3; i++)
     {

@@ -633,21 +633,6 @@ GST_START_TEST (test_segments_after_umgclipseg)
 }
 GST_END_TEST;
 
-/* Element messages "umgclip-inference" on the bus. */
-static guint
-count_inferences (GstBus *bus)
-{
-  GstMessage *message;
-  guint n = 0;
-  while ((message = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT)) != NULL)
-    {
-      if (gst_structure_has_name (gst_message_get_structure (message), "umgclip-inference"))
-        n++;
-      gst_message_unref (message);
-    }
-  return n;
-}
-
 static gboolean
 same_tags (GstVideoRegionOfInterestMeta *a, GstVideoRegionOfInterestMeta *b)
 {
@@ -671,7 +656,7 @@ GST_START_TEST (test_inference_interval_full_frame)
       fail_unless_equals_int (count_rois (outs[i]), 1);
       assert_ids_numbered (outs[i]);
     }
-  fail_unless_equals_int (count_inferences (bus), 2);
+  fail_unless_equals_int (element_test_count_inferences (bus), 2);
   /* frames 1 and 2 carry frame 0's tags although their content differs */
   for (guint i = 1; i < 3; i++)
     fail_unless (same_tags (gst_buffer_get_video_region_of_interest_meta_id (outs[i], 0),
