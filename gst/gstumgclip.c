@@ -3,7 +3,9 @@
 
 #include <gst/gst.h>
 
+#include "gstumgclipalert.h"
 #include "gstumgclipenc.h"
+#include "gstumgclipindex.h"
 #include "gstumgcliptag.h"
 #include "gstumgclipseg.h"
 #include "gstumgclipoverlay.h"
@@ -23,6 +25,8 @@ plugin_init (GstPlugin *plugin)
   ok |= GST_ELEMENT_REGISTER (umgclipseg, plugin);
   ok |= GST_ELEMENT_REGISTER (umgclipoverlay, plugin);
   ok |= GST_ELEMENT_REGISTER (umgclipjson, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgclipindex, plugin);
+  ok |= GST_ELEMENT_REGISTER (umgclipalert, plugin);
   return ok;
 }
 

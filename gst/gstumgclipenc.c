@@ -2,6 +2,9 @@
  * GstUmgClipEmbeddingMeta so that later elements and applications need no second pass. */
 #include "gstumgclipenc.h"
 #include "umgclipmeta.h"
+#ifdef HAVE_GST_ANALYTICS
+#include "gstumgclipanalytics.h"
+#endif
 
 #define DEFAULT_DENSE TRUE
 
@@ -32,17 +35,31 @@ gst_umgclip_enc_wants_dense (GstUmgClipFilter *filter)
 }
 
 static gboolean
-gst_umgclip_enc_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
-                       const GstUmgClipFeatures *features, GstBuffer *result, GError **error)
+gst_umgclip_enc_infer (GstUmgClipFilter *filter, UmgClipContext *context,
+                       const GstUmgClipFrame *frame, const GstUmgClipFeatures *features,
+                       GstUmgClipResult *result, GError **error)
 {
   GstUmgClipEmbeddingMeta *meta = gst_buffer_add_umgclip_embedding_meta (
-      result, gst_umgclip_filter_get_model_id (filter), features->embedding, features->dim);
+      result->metas, gst_umgclip_filter_get_model_id (filter), features->embedding, features->dim);
+  meta->source_pts = frame->pts;
   if (features->dense != NULL)
     gst_umgclip_embedding_meta_set_dense (
         meta, umgclip_dense_mode_name (features->dense_mode), features->input_width,
         features->input_height, features->grid_width, features->grid_height, features->dense);
   return TRUE;
 }
+
+#ifdef HAVE_GST_ANALYTICS
+/* The embedding also as a GstTensorMeta tensor (1.26), on every frame that carries it. */
+static void
+gst_umgclip_enc_apply (GstUmgClipFilter *filter, GstBuffer *buffer, const GstUmgClipResult *result,
+                       gboolean own)
+{
+  const GstUmgClipEmbeddingMeta *embedding = gst_buffer_get_umgclip_embedding_meta (result->metas);
+  if (embedding != NULL)
+    gst_umgclip_analytics_add_embedding (buffer, embedding);
+}
+#endif
 
 static void
 gst_umgclip_enc_set_property (GObject *object, guint prop_id, const GValue *value,
@@ -112,4 +129,7 @@ gst_umgclip_enc_class_init (GstUmgClipEncClass *klass)
   filter_class->needs_labels = FALSE;
   filter_class->wants_dense = gst_umgclip_enc_wants_dense;
   filter_class->infer = gst_umgclip_enc_infer;
+#ifdef HAVE_GST_ANALYTICS
+  filter_class->apply = gst_umgclip_enc_apply;
+#endif
 }

@@ -1,10 +1,14 @@
 /* umgclipjson: turns the metadata of each frame (regions with tags, panoptic segments, the
- * embedding) into one JSON object in gvametaconvert's layout, built with json-glib. */
+ * embedding, active alerts) into one JSON object in gvametaconvert's layout, built with
+ * json-glib, and publishes it as gvametapublish does: to a file, standard output, the bus or an
+ * MQTT broker (gstumgclipmqtt.c). */
 #include "gstumgclipjson.h"
+#include "gstumgclipmqtt.h"
 #include "umgclipmeta.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -18,6 +22,39 @@ GST_DEBUG_CATEGORY_STATIC (gst_umgclip_json_debug);
 #define DEFAULT_PRINT FALSE
 #define DEFAULT_POST_MESSAGES FALSE
 #define DEFAULT_INCLUDE_EMBEDDING FALSE
+#define DEFAULT_METHOD GST_UMGCLIP_JSON_METHOD_FILE
+#define DEFAULT_ADDRESS "localhost:1883"
+#define DEFAULT_TOPIC "umgclip"
+#define DEFAULT_CLIENT_ID NULL
+#define DEFAULT_MAX_QUEUED 1000
+#define DEFAULT_MAX_RECONNECT_INTERVAL 30
+/* How long EOS waits for the broker to acknowledge what is queued. */
+#define EOS_FLUSH_US (5 * G_USEC_PER_SEC)
+
+typedef enum
+{
+  GST_UMGCLIP_JSON_METHOD_FILE,
+  GST_UMGCLIP_JSON_METHOD_STDOUT,
+  GST_UMGCLIP_JSON_METHOD_MESSAGE,
+  GST_UMGCLIP_JSON_METHOD_MQTT,
+} GstUmgClipJsonMethod;
+
+#define GST_TYPE_UMGCLIP_JSON_METHOD (gst_umgclip_json_method_get_type ())
+static GType
+gst_umgclip_json_method_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    { GST_UMGCLIP_JSON_METHOD_FILE, "File: JSON Lines at location", "file" },
+    { GST_UMGCLIP_JSON_METHOD_STDOUT, "Standard output, a line per frame", "stdout" },
+    { GST_UMGCLIP_JSON_METHOD_MESSAGE, "Element messages \"umgclip-json\" on the bus", "message" },
+    { GST_UMGCLIP_JSON_METHOD_MQTT, "MQTT: a message per frame to topic at address", "mqtt" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("GstUmgClipJsonMethod", values));
+  return type;
+}
 
 /* Any raw video in any memory: only metadata is read. */
 #define JSON_CAPS "video/x-raw(ANY)"
@@ -34,6 +71,13 @@ enum
   PROP_PRINT,
   PROP_POST_MESSAGES,
   PROP_INCLUDE_EMBEDDING,
+  PROP_METHOD,
+  PROP_ADDRESS,
+  PROP_TOPIC,
+  PROP_CLIENT_ID,
+  PROP_MAX_QUEUED,
+  PROP_MAX_RECONNECT_INTERVAL,
+  PROP_STATS,
 };
 
 struct _GstUmgClipJson
@@ -45,11 +89,20 @@ struct _GstUmgClipJson
   gboolean print;
   gboolean post_messages;
   gboolean include_embedding;
+  GstUmgClipJsonMethod method;
+  gchar *address, *topic, *client_id;
+  guint max_queued, max_reconnect_interval;
 
   /* Streaming state: set in start(), used from the streaming thread, released in stop(). */
   FILE *file;
   gchar *file_location;
   gint width, height;
+  GstUmgClipMqtt *mqtt;
+  gboolean warned_drop; /* a warning per outage */
+
+  /* Counts for stats, under the object lock; kept after stop. */
+  guint64 frames, lost_at_end;
+  GstUmgClipMqttStats mqtt_stats;
 };
 
 G_DEFINE_TYPE_WITH_CODE (GstUmgClipJson, gst_umgclip_json, GST_TYPE_BASE_TRANSFORM,
@@ -74,11 +127,21 @@ member_double (JsonBuilder *builder, const gchar *name, gdouble value)
   json_builder_add_double_value (builder, value);
 }
 
+/* Region types are quarks, which GStreamer does not check for UTF-8 as it does structure
+ * strings: bad bytes become U+FFFD, so that the line stays JSON. */
 static void
 member_string (JsonBuilder *builder, const gchar *name, const gchar *value)
 {
   json_builder_set_member_name (builder, name);
-  json_builder_add_string_value (builder, value);
+  if (value == NULL || g_utf8_validate (value, -1, NULL))
+    {
+      json_builder_add_string_value (builder, value);
+    }
+  else
+    {
+      g_autofree gchar *valid = g_utf8_make_valid (value, -1);
+      json_builder_add_string_value (builder, valid);
+    }
 }
 
 static void
@@ -259,9 +322,43 @@ add_embedding (JsonBuilder *builder, const GstUmgClipEmbeddingMeta *meta, gboole
   json_builder_end_object (builder);
 }
 
+/* The active alerts (umgclipalert): [{"query", "score", "since", "stream"}]. */
+static void
+add_alerts (JsonBuilder *builder, GstCustomMeta *meta)
+{
+  GstStructure *structure = gst_custom_meta_get_structure (meta);
+  const GValue *alerts = gst_structure_get_value (structure, "alerts");
+  const gchar *stream = gst_structure_get_string (structure, "stream");
+
+  json_builder_set_member_name (builder, "alerts");
+  json_builder_begin_array (builder);
+  /* the meta comes from upstream: fields of another type are skipped, not a critical */
+  if (alerts != NULL && !GST_VALUE_HOLDS_ARRAY (alerts))
+    alerts = NULL;
+  for (guint i = 0; alerts != NULL && i < gst_value_array_get_size (alerts); i++)
+    {
+      const GValue *item = gst_value_array_get_value (alerts, i);
+      const GstStructure *alert;
+      gdouble score = 0;
+      guint64 since = GST_CLOCK_TIME_NONE;
+      if (!GST_VALUE_HOLDS_STRUCTURE (item))
+        continue;
+      alert = gst_value_get_structure (item);
+      json_builder_begin_object (builder);
+      member_string (builder, "query", gst_structure_get_string (alert, "query"));
+      gst_structure_get_double (alert, "score", &score);
+      member_double (builder, "score", score);
+      if (gst_structure_get_uint64 (alert, "since", &since) && GST_CLOCK_TIME_IS_VALID (since))
+        member_int (builder, "since", (gint64) since);
+      member_string (builder, "stream", stream != NULL ? stream : "");
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+}
+
 /* One line of JSON for buffer. "objects" is always present (possibly empty), "segments" and
- * "embedding" only when the buffer has that metadata; "timestamp" is the stream time in
- * nanoseconds, left out for buffers without a timestamp. */
+ * "embedding" and "alerts" only when the buffer has that metadata; "timestamp" is the stream time
+ * in nanoseconds, left out for buffers without a timestamp. */
 static gchar *
 frame_to_json (GstBuffer *buffer, gint width, gint height, GstClockTime timestamp,
                gboolean include_embedding)
@@ -271,6 +368,7 @@ frame_to_json (GstBuffer *buffer, gint width, gint height, GstClockTime timestam
   g_autoptr (JsonNode) root = NULL;
   GstUmgClipSegmentationMeta *segmentation = gst_buffer_get_umgclip_segmentation_meta (buffer);
   GstUmgClipEmbeddingMeta *embedding = gst_buffer_get_umgclip_embedding_meta (buffer);
+  GstCustomMeta *alerts = gst_buffer_get_custom_meta (buffer, GST_UMGCLIP_ALERTS_CUSTOM_META_NAME);
 
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "resolution");
@@ -287,6 +385,8 @@ frame_to_json (GstBuffer *buffer, gint width, gint height, GstClockTime timestam
     add_segments (builder, segmentation);
   if (embedding != NULL)
     add_embedding (builder, embedding, include_embedding);
+  if (alerts != NULL)
+    add_alerts (builder, alerts);
   json_builder_end_object (builder);
 
   root = json_builder_get_root (builder);
@@ -300,14 +400,50 @@ static gboolean
 gst_umgclip_json_start (GstBaseTransform *trans)
 {
   GstUmgClipJson *self = GST_UMGCLIP_JSON (trans);
-  g_autofree gchar *location = NULL;
+  g_autofree gchar *location = NULL, *address = NULL, *topic = NULL, *client_id = NULL;
+  GstUmgClipJsonMethod method;
+  guint max_queued, max_reconnect;
 
   GST_OBJECT_LOCK (self);
   location = g_strdup (self->location);
+  method = self->method;
+  address = g_strdup (self->address);
+  topic = g_strdup (self->topic);
+  client_id = g_strdup (self->client_id);
+  max_queued = self->max_queued;
+  max_reconnect = self->max_reconnect_interval;
+  self->frames = self->lost_at_end = 0;
+  memset (&self->mqtt_stats, 0, sizeof self->mqtt_stats);
   GST_OBJECT_UNLOCK (self);
 
   self->width = self->height = 0;
+  self->warned_drop = FALSE;
+  if (method == GST_UMGCLIP_JSON_METHOD_MQTT)
+    {
+      g_autoptr (GError) error = NULL;
+      if (client_id == NULL || *client_id == '\0')
+        {
+          g_free (client_id);
+          client_id
+              = g_strdup_printf ("umgclipjson-%d-%s", (gint) getpid (), GST_OBJECT_NAME (self));
+        }
+      self->mqtt
+          = gst_umgclip_mqtt_new (address, client_id, topic, max_queued, max_reconnect, &error);
+      if (self->mqtt == NULL)
+        {
+          GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", error->message),
+                             ("method=mqtt address=%s topic=%s", address, topic));
+          return FALSE;
+        }
+      GST_INFO_OBJECT (self, "publishing to %s, topic %s, as %s", address, topic, client_id);
+    }
   if (location == NULL || location[0] == '\0')
+    {
+      if (method == GST_UMGCLIP_JSON_METHOD_FILE)
+        GST_DEBUG_OBJECT (self, "method=file without a location: no file");
+      return TRUE;
+    }
+  if (method != GST_UMGCLIP_JSON_METHOD_FILE)
     return TRUE;
   self->file = g_fopen (location, "w");
   if (self->file == NULL)
@@ -319,6 +455,39 @@ gst_umgclip_json_start (GstBaseTransform *trans)
     }
   self->file_location = g_steal_pointer (&location);
   return TRUE;
+}
+
+/* Takes the publisher's counts into the element's (they outlive it). */
+static void
+update_mqtt_stats (GstUmgClipJson *self)
+{
+  GstUmgClipMqttStats stats;
+  if (self->mqtt == NULL)
+    return;
+  gst_umgclip_mqtt_get_stats (self->mqtt, &stats);
+  GST_OBJECT_LOCK (self);
+  self->mqtt_stats = stats;
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+stop_mqtt (GstUmgClipJson *self)
+{
+  if (self->mqtt == NULL)
+    return;
+  update_mqtt_stats (self);
+  GST_OBJECT_LOCK (self);
+  /* what the broker never acknowledged is lost with the connection */
+  self->lost_at_end = self->mqtt_stats.queued;
+  self->mqtt_stats.queued = 0;
+  GST_OBJECT_UNLOCK (self);
+  if (self->lost_at_end > 0)
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+                         ("%" G_GUINT64_FORMAT " MQTT messages were never acknowledged by the "
+                          "broker and are lost",
+                          self->lost_at_end),
+                         (NULL));
+  g_clear_pointer (&self->mqtt, gst_umgclip_mqtt_free);
 }
 
 static gboolean
@@ -342,6 +511,7 @@ close_file (GstUmgClipJson *self)
 static gboolean
 gst_umgclip_json_stop (GstBaseTransform *trans)
 {
+  stop_mqtt (GST_UMGCLIP_JSON (trans));
   return close_file (GST_UMGCLIP_JSON (trans));
 }
 
@@ -367,6 +537,13 @@ gst_umgclip_json_sink_event (GstBaseTransform *trans, GstEvent *event)
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
                          ("Could not write JSON output file \"%s\".", self->file_location),
                          ("%s", g_strerror (errno)));
+  /* and so is every message the broker has: waited for, a while */
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->mqtt != NULL)
+    {
+      if (!gst_umgclip_mqtt_flush (self->mqtt, EOS_FLUSH_US))
+        GST_WARNING_OBJECT (self, "the broker did not acknowledge every message by EOS");
+      update_mqtt_stats (self);
+    }
   return GST_BASE_TRANSFORM_CLASS (gst_umgclip_json_parent_class)->sink_event (trans, event);
 }
 
@@ -379,12 +556,13 @@ gst_umgclip_json_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
   g_autofree gchar *json = NULL;
 
   GST_OBJECT_LOCK (self);
-  print = self->print;
-  post_messages = self->post_messages;
+  print = self->print || self->method == GST_UMGCLIP_JSON_METHOD_STDOUT;
+  post_messages = self->post_messages || self->method == GST_UMGCLIP_JSON_METHOD_MESSAGE;
   include_embedding = self->include_embedding;
+  self->frames++;
   GST_OBJECT_UNLOCK (self);
 
-  if (self->file == NULL && !print && !post_messages)
+  if (self->file == NULL && self->mqtt == NULL && !print && !post_messages)
     return GST_FLOW_OK;
 
   if (GST_CLOCK_TIME_IS_VALID (timestamp) && trans->segment.format == GST_FORMAT_TIME)
@@ -404,6 +582,22 @@ gst_umgclip_json_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
       fputs (json, stdout);
       fputc ('\n', stdout);
       fflush (stdout);
+    }
+  if (self->mqtt != NULL)
+    {
+      /* never waits: with the broker away the message is queued, or dropped and counted */
+      if (gst_umgclip_mqtt_publish (self->mqtt, json))
+        self->warned_drop = FALSE;
+      else if (!self->warned_drop)
+        {
+          g_autofree gchar *why = gst_umgclip_mqtt_dup_last_error (self->mqtt);
+          self->warned_drop = TRUE;
+          GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+                               ("MQTT broker away and the queue full: dropping messages (counted "
+                                "in stats)"),
+                               ("%s", why != NULL ? why : "not connected"));
+        }
+      update_mqtt_stats (self);
     }
   if (post_messages)
     gst_element_post_message (
@@ -434,6 +628,27 @@ gst_umgclip_json_set_property (GObject *object, guint prop_id, const GValue *val
     case PROP_INCLUDE_EMBEDDING:
       self->include_embedding = g_value_get_boolean (value);
       break;
+    case PROP_METHOD:
+      self->method = g_value_get_enum (value);
+      break;
+    case PROP_ADDRESS:
+      g_free (self->address);
+      self->address = g_value_dup_string (value);
+      break;
+    case PROP_TOPIC:
+      g_free (self->topic);
+      self->topic = g_value_dup_string (value);
+      break;
+    case PROP_CLIENT_ID:
+      g_free (self->client_id);
+      self->client_id = g_value_dup_string (value);
+      break;
+    case PROP_MAX_QUEUED:
+      self->max_queued = g_value_get_uint (value);
+      break;
+    case PROP_MAX_RECONNECT_INTERVAL:
+      self->max_reconnect_interval = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -460,6 +675,37 @@ gst_umgclip_json_get_property (GObject *object, guint prop_id, GValue *value, GP
     case PROP_INCLUDE_EMBEDDING:
       g_value_set_boolean (value, self->include_embedding);
       break;
+    case PROP_METHOD:
+      g_value_set_enum (value, self->method);
+      break;
+    case PROP_ADDRESS:
+      g_value_set_string (value, self->address);
+      break;
+    case PROP_TOPIC:
+      g_value_set_string (value, self->topic);
+      break;
+    case PROP_CLIENT_ID:
+      g_value_set_string (value, self->client_id);
+      break;
+    case PROP_MAX_QUEUED:
+      g_value_set_uint (value, self->max_queued);
+      break;
+    case PROP_MAX_RECONNECT_INTERVAL:
+      g_value_set_uint (value, self->max_reconnect_interval);
+      break;
+    case PROP_STATS:
+      g_value_take_boxed (
+          value,
+          gst_structure_new (
+              "umgclipjson-stats", "method", G_TYPE_STRING,
+              g_enum_get_value (g_type_class_peek (GST_TYPE_UMGCLIP_JSON_METHOD), self->method)
+                  ->value_nick,
+              "frames", G_TYPE_UINT64, self->frames, "published", G_TYPE_UINT64,
+              self->mqtt_stats.published, "dropped", G_TYPE_UINT64,
+              self->mqtt_stats.dropped + self->lost_at_end, "queued", G_TYPE_UINT,
+              self->mqtt_stats.queued, "connected", G_TYPE_BOOLEAN, self->mqtt_stats.connected,
+              "connections", G_TYPE_UINT64, self->mqtt_stats.connections, NULL));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -473,6 +719,10 @@ gst_umgclip_json_finalize (GObject *object)
   GstUmgClipJson *self = GST_UMGCLIP_JSON (object);
   g_free (self->location);
   g_free (self->file_location);
+  g_free (self->address);
+  g_free (self->topic);
+  g_free (self->client_id);
+  g_clear_pointer (&self->mqtt, gst_umgclip_mqtt_free);
   if (self->file != NULL)
     fclose (self->file);
   G_OBJECT_CLASS (gst_umgclip_json_parent_class)->finalize (object);
@@ -485,6 +735,12 @@ gst_umgclip_json_init (GstUmgClipJson *self)
   self->print = DEFAULT_PRINT;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->include_embedding = DEFAULT_INCLUDE_EMBEDDING;
+  self->method = DEFAULT_METHOD;
+  self->address = g_strdup (DEFAULT_ADDRESS);
+  self->topic = g_strdup (DEFAULT_TOPIC);
+  self->client_id = g_strdup (DEFAULT_CLIENT_ID);
+  self->max_queued = DEFAULT_MAX_QUEUED;
+  self->max_reconnect_interval = DEFAULT_MAX_RECONNECT_INTERVAL;
   /* Video passes untouched; transform_ip still sees every buffer. */
   gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), TRUE);
 }
@@ -525,6 +781,54 @@ gst_umgclip_json_class_init (GstUmgClipJsonClass *klass)
                             "Write the image embedding vector of umgclipenc (\"embedding\": "
                             "{\"vector\": [...]}), not only its model and dimension",
                             DEFAULT_INCLUDE_EMBEDDING, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_METHOD,
+      g_param_spec_enum ("method", "Method",
+                         "Where each frame's JSON goes (gvametapublish's names): file (location), "
+                         "stdout, message (the bus) or mqtt (topic at address). print and "
+                         "post-messages add standard output and the bus to any method",
+                         GST_TYPE_UMGCLIP_JSON_METHOD, DEFAULT_METHOD,
+                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_ADDRESS,
+      g_param_spec_string ("address", "Address",
+                           "MQTT broker as HOST:PORT (method=mqtt). A broker that is away at "
+                           "start or goes away is reconnected to; the stream never waits for it",
+                           DEFAULT_ADDRESS,
+                           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_TOPIC,
+      g_param_spec_string ("topic", "Topic", "MQTT topic a frame's message goes to (QoS 1)",
+                           DEFAULT_TOPIC,
+                           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_CLIENT_ID,
+      g_param_spec_string ("mqtt-client-id", "MQTT client id",
+                           "Client id at the broker; default: umgclipjson-PID-NAME",
+                           DEFAULT_CLIENT_ID,
+                           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_MAX_QUEUED,
+      g_param_spec_uint ("max-queued", "Max queued",
+                         "MQTT messages kept until the broker acknowledges them (sent, or "
+                         "waiting while it is away); beyond this new messages are dropped and "
+                         "counted in stats",
+                         1, G_MAXINT, DEFAULT_MAX_QUEUED,
+                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_MAX_RECONNECT_INTERVAL,
+      g_param_spec_uint ("max-reconnect-interval", "Max reconnect interval",
+                         "Seconds between attempts to reach the MQTT broker at most (from 1 s, "
+                         "doubling)",
+                         1, 3600, DEFAULT_MAX_RECONNECT_INTERVAL,
+                         G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed ("stats", "Statistics",
+                          "umgclipjson-stats: method, frames, and for mqtt published "
+                          "(acknowledged), dropped (no room while the broker was away, or never "
+                          "acknowledged at the end), queued, connected, connections",
+                          GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);

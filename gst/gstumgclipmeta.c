@@ -31,6 +31,7 @@ embedding_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
   embedding->input_width = embedding->input_height = 0;
   embedding->grid_width = embedding->grid_height = 0;
   embedding->dense = NULL;
+  embedding->source_pts = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
 
@@ -55,6 +56,7 @@ embedding_meta_transform (GstBuffer *dest, GstMeta *meta, GstBuffer *buffer, GQu
       = gst_buffer_add_umgclip_embedding_meta (dest, source->model, source->embedding, source->dim);
   if (copy == NULL)
     return FALSE;
+  copy->source_pts = source->source_pts;
   if (source->dense != NULL)
     gst_umgclip_embedding_meta_set_dense (copy, source->dense_mode, source->input_width,
                                           source->input_height, source->grid_width,
@@ -136,6 +138,7 @@ segmentation_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
   segmentation->instance_map = NULL;
   segmentation->labels = NULL;
   segmentation->segments = g_array_new (FALSE, TRUE, sizeof (GstUmgClipSegment));
+  segmentation->source_pts = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
 
@@ -188,6 +191,7 @@ segmentation_meta_transform (GstBuffer *dest, GstMeta *meta, GstBuffer *buffer, 
   if (copy == NULL)
     return FALSE;
   copy->format = source->format;
+  copy->source_pts = source->source_pts;
   for (guint i = 0; i < source->segments->len; i++)
     {
       GstUmgClipSegment segment = g_array_index (source->segments, GstUmgClipSegment, i);
@@ -313,7 +317,8 @@ gst_buffer_add_umgclip_segmentation_custom_meta (GstBuffer *buffer,
   gst_structure_set (structure, "width", G_TYPE_INT, (gint) meta->mask_width, "height", G_TYPE_INT,
                      (gint) meta->mask_height, "frame-width", G_TYPE_INT, (gint) meta->frame_width,
                      "frame-height", G_TYPE_INT, (gint) meta->frame_height, "format", G_TYPE_STRING,
-                     gst_video_format_to_string (meta->format), NULL);
+                     gst_video_format_to_string (meta->format), "source-pts", G_TYPE_UINT64,
+                     (guint64) meta->source_pts, NULL);
   gst_structure_take_value (structure, "labels", &labels);
   gst_structure_take_value (structure, "segments", &segments);
   if (meta->class_map != NULL)
@@ -335,7 +340,8 @@ scale_segment_structure (GstStructure *segment, gdouble sx, gdouble sy)
                      x2 - x1, "height", G_TYPE_INT, y2 - y1, NULL);
 }
 
-/* Same rules as the C meta: copies are deep, scaling moves frame size and boxes. */
+/* As the C meta, scaling moves frame size and boxes; unlike it, copies share the map buffers
+ * (structure fields are referenced), which bindings only read. */
 static gboolean
 segmentation_custom_meta_transform (GstBuffer *dest, GstCustomMeta *meta, GstBuffer *buffer,
                                     GQuark type, gpointer data, gpointer user_data)
@@ -399,17 +405,16 @@ compare_tags_best_first (gconstpointer a, gconstpointer b)
   return (first->label_id > second->label_id) - (first->label_id < second->label_id);
 }
 
-void
-gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
-                          const gchar *const *labels, const guint *label_ids, const gdouble *scores,
-                          guint n)
+GstStructure *
+gst_umgclip_tags_structure_new (const gchar *model, const gchar *const *labels,
+                                const guint *label_ids, const gdouble *scores, guint n,
+                                GstClockTime source_pts)
 {
   g_autofree RankedTag *ranked = NULL;
   GValue tags = G_VALUE_INIT, tag_scores = G_VALUE_INIT;
   GstStructure *params;
 
-  g_return_if_fail (roi != NULL);
-  g_return_if_fail (n == 0 || (labels != NULL && label_ids != NULL && scores != NULL));
+  g_return_val_if_fail (n == 0 || (labels != NULL && label_ids != NULL && scores != NULL), NULL);
 
   ranked = g_new (RankedTag, MAX (n, 1));
   for (guint i = 0; i < n; i++)
@@ -429,19 +434,27 @@ gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
       gst_value_array_append_and_take_value (&tag_scores, &score);
     }
 
-  params = gst_structure_new ("umgclip", "model", G_TYPE_STRING, model != NULL ? model : "", NULL);
+  params = gst_structure_new ("umgclip", "model", G_TYPE_STRING, model != NULL ? model : "",
+                              "source-pts", G_TYPE_UINT64, (guint64) source_pts, NULL);
   if (n > 0)
     gst_structure_set (params, "label", G_TYPE_STRING, ranked[0].label, "label_id", G_TYPE_INT,
                        (gint) ranked[0].label_id, "confidence", G_TYPE_DOUBLE, ranked[0].score,
                        NULL);
   gst_structure_take_value (params, "tags", &tags);
   gst_structure_take_value (params, "scores", &tag_scores);
+  return params;
+}
+
+void
+gst_umgclip_roi_replace_param (GstVideoRegionOfInterestMeta *roi, GstStructure *params)
+{
+  const gchar *name = gst_structure_get_name (params);
 
   /* Replace, not append: get_param() returns the first structure of a name. */
   for (GList *link = roi->params; link != NULL;)
     {
       GList *next = link->next;
-      if (gst_structure_has_name (link->data, "umgclip"))
+      if (gst_structure_has_name (link->data, name))
         {
           gst_structure_free (link->data);
           roi->params = g_list_delete_link (roi->params, link);
@@ -449,6 +462,16 @@ gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
       link = next;
     }
   gst_video_region_of_interest_meta_add_param (roi, params);
+}
+
+void
+gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
+                          const gchar *const *labels, const guint *label_ids, const gdouble *scores,
+                          guint n, GstClockTime source_pts)
+{
+  g_return_if_fail (roi != NULL);
+  gst_umgclip_roi_replace_param (
+      roi, gst_umgclip_tags_structure_new (model, labels, label_ids, scores, n, source_pts));
 }
 
 gboolean
@@ -462,4 +485,54 @@ gst_umgclip_structure_get_number (const GstStructure *structure, const gchar *fi
   g_value_transform (value, &as_double);
   *out = g_value_get_double (&as_double);
   return TRUE;
+}
+
+/* ---- active alerts ---- */
+
+GstCustomMeta *
+gst_buffer_add_umgclip_alerts_meta (GstBuffer *buffer, const gchar *stream)
+{
+  static gsize registered = 0;
+  GstCustomMeta *custom;
+  GValue alerts = G_VALUE_INIT;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  if (g_once_init_enter (&registered))
+    {
+      static const gchar *tags[] = { NULL };
+      /* no transform: copied as is; alerts describe the frame, not its pixels */
+      gst_meta_register_custom (GST_UMGCLIP_ALERTS_CUSTOM_META_NAME, tags, NULL, NULL, NULL);
+      g_once_init_leave (&registered, 1);
+    }
+  custom = gst_buffer_add_custom_meta (buffer, GST_UMGCLIP_ALERTS_CUSTOM_META_NAME);
+  if (custom == NULL)
+    return NULL;
+  gst_value_array_init (&alerts, 0);
+  gst_structure_set (gst_custom_meta_get_structure (custom), "stream", G_TYPE_STRING,
+                     stream != NULL ? stream : "", NULL);
+  gst_structure_take_value (gst_custom_meta_get_structure (custom), "alerts", &alerts);
+  return custom;
+}
+
+void
+gst_umgclip_alerts_meta_add (GstCustomMeta *meta, const gchar *query, gdouble score,
+                             GstClockTime since, GstClockTime source_pts)
+{
+  GstStructure *structure;
+  const GValue *alerts;
+  GValue alert = G_VALUE_INIT, appended = G_VALUE_INIT;
+
+  g_return_if_fail (meta != NULL && query != NULL);
+  structure = gst_custom_meta_get_structure (meta);
+  alerts = gst_structure_get_value (structure, "alerts");
+  g_return_if_fail (alerts != NULL && GST_VALUE_HOLDS_ARRAY (alerts));
+  g_value_init (&alert, GST_TYPE_STRUCTURE);
+  g_value_take_boxed (&alert, gst_structure_new ("alert", "query", G_TYPE_STRING, query, "score",
+                                                 G_TYPE_DOUBLE, score, "since", G_TYPE_UINT64,
+                                                 (guint64) since, "source-pts", G_TYPE_UINT64,
+                                                 (guint64) source_pts, NULL));
+  g_value_init (&appended, GST_TYPE_ARRAY);
+  g_value_copy (alerts, &appended);
+  gst_value_array_append_and_take_value (&appended, &alert);
+  gst_structure_take_value (structure, "alerts", &appended);
 }

@@ -40,6 +40,9 @@ struct _GstUmgClipOverlay
   gboolean draw_masks;
   gboolean draw_boxes;
   gboolean draw_labels;
+
+  /* Streaming thread only. */
+  gboolean warned_unmappable; /* a buffer smaller than its caps was reported */
 };
 
 G_DEFINE_TYPE_WITH_CODE (GstUmgClipOverlay, gst_umgclip_overlay, GST_TYPE_VIDEO_FILTER,
@@ -555,6 +558,43 @@ gst_umgclip_overlay_init (GstUmgClipOverlay *overlay)
   overlay->draw_labels = DEFAULT_DRAW_LABELS;
 }
 
+/* GstVideoFilter's own message for a buffer it cannot map is "code not implemented": say what is
+ * wrong instead (once; the others go to the debug log), and pass the buffer on undrawn. */
+static GstFlowReturn
+gst_umgclip_overlay_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
+{
+  GstUmgClipOverlay *overlay = GST_UMGCLIP_OVERLAY (trans);
+  GstVideoFilter *filter = GST_VIDEO_FILTER (trans);
+  GstVideoFrame frame;
+  GstFlowReturn ret;
+
+  if (!filter->negotiated)
+    {
+      GST_ELEMENT_ERROR (trans, CORE, NEGOTIATION, (NULL), ("unknown format"));
+      return GST_FLOW_NOT_NEGOTIATED;
+    }
+  if (!gst_video_frame_map (&frame, &filter->in_info, buffer,
+                            gst_base_transform_is_passthrough (trans) ? GST_MAP_READ
+                                                                      : GST_MAP_READWRITE))
+    {
+      if (!overlay->warned_unmappable)
+        GST_ELEMENT_WARNING (trans, STREAM, FORMAT,
+                             ("Passed a buffer of %" G_GSIZE_FORMAT " bytes on undrawn: it is no "
+                              "%dx%d %s frame (the caps)",
+                              gst_buffer_get_size (buffer), GST_VIDEO_INFO_WIDTH (&filter->in_info),
+                              GST_VIDEO_INFO_HEIGHT (&filter->in_info),
+                              GST_VIDEO_INFO_NAME (&filter->in_info)),
+                             (NULL));
+      else
+        GST_DEBUG_OBJECT (overlay, "passed an unmappable buffer on undrawn");
+      overlay->warned_unmappable = TRUE;
+      return GST_FLOW_OK;
+    }
+  ret = gst_umgclip_overlay_transform_frame_ip (filter, &frame);
+  gst_video_frame_unmap (&frame);
+  return ret;
+}
+
 static void
 gst_umgclip_overlay_class_init (GstUmgClipOverlayClass *klass)
 {
@@ -600,4 +640,5 @@ gst_umgclip_overlay_class_init (GstUmgClipOverlayClass *klass)
       "gst-umgclip authors");
 
   video_filter_class->transform_frame_ip = gst_umgclip_overlay_transform_frame_ip;
+  GST_BASE_TRANSFORM_CLASS (klass)->transform_ip = gst_umgclip_overlay_transform_ip;
 }

@@ -2,6 +2,9 @@
  * it has one) -> umgclip_segment -> segmentation meta, its custom twin, and ROIs for things. */
 #include "gstumgclipseg.h"
 #include "umgclipmeta.h"
+#ifdef HAVE_GST_ANALYTICS
+#include "gstumgclipanalytics.h"
+#endif
 
 #include <math.h>
 #include <string.h>
@@ -77,26 +80,6 @@ choose_mask_size (guint mask_size, gint frame_width, gint frame_height, gint *ma
   *mask_height = MAX (1, (gint) (frame_height * scale + 0.5));
 }
 
-/* is_thing per label: every label not named in stuff_labels (case-insensitive) is a thing. */
-static gboolean *
-things_from_stuff_labels (const gchar *stuff_labels, const GstUmgClipLabels *labels)
-{
-  g_auto (GStrv) stuff = g_strsplit (stuff_labels != NULL ? stuff_labels : "", ",", -1);
-  gboolean *is_thing = g_new (gboolean, MAX (labels->n_labels, 1));
-  for (guint l = 0; l < labels->n_labels; l++)
-    {
-      g_autofree gchar *label = g_utf8_casefold (labels->labels[l], -1);
-      is_thing[l] = TRUE;
-      for (guint s = 0; stuff[s] != NULL && is_thing[l]; s++)
-        {
-          g_autofree gchar *name = g_utf8_casefold (g_strstrip (stuff[s]), -1);
-          if (g_strcmp0 (name, label) == 0)
-            is_thing[l] = FALSE;
-        }
-    }
-  return is_thing;
-}
-
 static GstBuffer *
 class_map_buffer (const UmgClipSegmentation *segmentation, GstVideoFormat format)
 {
@@ -155,30 +138,19 @@ mask_box_to_frame (const UmgClipSegment *segment, gint mask_width, gint mask_hei
   out->h = (gint) (MIN (y1, frame_height) - y0);
 }
 
-static guint
-count_roi_metas (GstBuffer *buffer)
-{
-  gpointer state = NULL;
-  guint n = 0;
-  while (
-      gst_buffer_iterate_meta_filtered (buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-    n++;
-  return n;
-}
-
 /* One ROI for a thing segment, with the umgclip tag structure and DL Streamer's detection. */
 static void
-add_thing_roi (GstBuffer *result, guint id, const GstUmgClipSegment *segment,
-               const GstUmgClipLabels *labels, const gchar *model, gint frame_width,
-               gint frame_height)
+add_thing_roi (GstBuffer *result, const GstUmgClipSegment *segment, const GstUmgClipLabels *labels,
+               const gchar *model, gint frame_width, gint frame_height, GstClockTime source_pts)
 {
   const gchar *label = labels->labels[segment->label_id];
   const gdouble score = segment->score;
   GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta (
       result, label, segment->x, segment->y, segment->w, segment->h);
-  roi->id = (gint) id;
+  /* numbered with the frame's other ROIs by the base class */
+  roi->id = -1;
   gst_umgclip_roi_set_tags (roi, model, (const gchar *const *) &label, &segment->label_id, &score,
-                            1);
+                            1, source_pts);
   gst_video_region_of_interest_meta_add_param (
       roi,
       gst_structure_new ("detection", "x_min", G_TYPE_DOUBLE, (gdouble) segment->x / frame_width,
@@ -196,13 +168,14 @@ gst_umgclip_seg_wants_dense (GstUmgClipFilter *filter)
 }
 
 static gboolean
-gst_umgclip_seg_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
-                       const GstUmgClipFeatures *features, GstBuffer *result, GError **error)
+gst_umgclip_seg_infer (GstUmgClipFilter *filter, UmgClipContext *context,
+                       const GstUmgClipFrame *frame, const GstUmgClipFeatures *features,
+                       GstUmgClipResult *result, GError **error)
 {
   GstUmgClipSeg *seg = GST_UMGCLIP_SEG (filter);
-  const UmgClipInfo *info = umgclip_context_get_info (gst_umgclip_filter_get_context (filter));
-  const gint frame_width = GST_VIDEO_FRAME_WIDTH (frame);
-  const gint frame_height = GST_VIDEO_FRAME_HEIGHT (frame);
+  const UmgClipInfo *info = umgclip_context_get_info (context);
+  const gint frame_width = GST_VIDEO_INFO_WIDTH (frame->info);
+  const gint frame_height = GST_VIDEO_INFO_HEIGHT (frame->info);
   const gchar *model = gst_umgclip_filter_get_model_id (filter);
   g_autoptr (GstUmgClipLabels) labels = NULL;
   g_auto (UmgClipSegmentation) segmentation = { 0 };
@@ -212,11 +185,11 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
   g_autofree gchar *stuff_labels = NULL;
   GstUmgClipSegmentationMeta *meta;
   GstUmgClipSegMode mode;
-  guint min_area, mask_size, min_mask_area, first_roi_id;
+  guint min_area, mask_size, min_mask_area;
   gint mask_width, mask_height;
   gboolean panoptic;
 
-  labels = gst_umgclip_filter_get_labels (filter, error);
+  labels = gst_umgclip_filter_get_labels (filter, context, error);
   if (labels == NULL)
     return FALSE;
   if (labels->n_labels == 0)
@@ -240,7 +213,8 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
   min_mask_area = (guint) ceil ((gdouble) min_area * mask_width * mask_height
                                 / ((gdouble) frame_width * frame_height));
   if (panoptic)
-    is_thing = things_from_stuff_labels (stuff_labels, labels);
+    is_thing = umgclip_things_from_stuff ((const gchar *const *) labels->labels, labels->n_labels,
+                                          stuff_labels);
 
   if (!umgclip_segment (features->dense, features->grid_width, features->grid_height, features->dim,
                         labels->embeddings, labels->n_labels, is_thing, info->logit_scale,
@@ -254,12 +228,10 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
   if (panoptic)
     instance_map = instance_map_buffer (&segmentation);
   meta = gst_buffer_add_umgclip_segmentation_meta (
-      result, frame_width, frame_height, mask_width, mask_height,
+      result->metas, frame_width, frame_height, mask_width, mask_height,
       (const gchar *const *) labels->labels, class_map, instance_map);
+  meta->source_pts = frame->pts;
 
-  /* ROI ids continue after those already on the frame (an upstream detector's), so that the
-   * buffer's ROIs are numbered 0..n-1. */
-  first_roi_id = count_roi_metas (frame->buffer);
   for (guint i = 0; i < segmentation.n_segments; i++)
     {
       const UmgClipSegment *found = &segmentation.segments[i];
@@ -273,13 +245,27 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
       mask_box_to_frame (found, mask_width, mask_height, frame_width, frame_height, &segment);
       gst_umgclip_segmentation_meta_add_segment (meta, &segment);
       if (panoptic && segment.is_thing)
-        add_thing_roi (result, first_roi_id++, &segment, labels, model, frame_width, frame_height);
+        add_thing_roi (result->metas, &segment, labels, model, frame_width, frame_height,
+                       frame->pts);
     }
-  gst_buffer_add_umgclip_segmentation_custom_meta (result, meta);
+  gst_buffer_add_umgclip_segmentation_custom_meta (result->metas, meta);
   GST_LOG_OBJECT (seg, "%u segments on a %dx%d mask", segmentation.n_segments, mask_width,
                   mask_height);
   return TRUE;
 }
+
+#ifdef HAVE_GST_ANALYTICS
+/* Things as object detections with their classification and, on 1.26, the segmentation mtd, on
+ * every frame that carries the result. */
+static void
+gst_umgclip_seg_apply (GstUmgClipFilter *filter, GstBuffer *buffer, const GstUmgClipResult *result,
+                       gboolean own)
+{
+  const GstUmgClipSegmentationMeta *meta = gst_buffer_get_umgclip_segmentation_meta (result->metas);
+  if (meta != NULL)
+    gst_umgclip_analytics_add_segmentation (buffer, meta);
+}
+#endif
 
 static void
 gst_umgclip_seg_set_property (GObject *object, guint prop_id, const GValue *value,
@@ -403,6 +389,9 @@ gst_umgclip_seg_class_init (GstUmgClipSegClass *klass)
   filter_class->needs_labels = TRUE;
   filter_class->wants_dense = gst_umgclip_seg_wants_dense;
   filter_class->infer = gst_umgclip_seg_infer;
+#ifdef HAVE_GST_ANALYTICS
+  filter_class->apply = gst_umgclip_seg_apply;
+#endif
 
   gst_type_mark_as_plugin_api (GST_TYPE_UMGCLIP_SEG_MODE, 0);
 }

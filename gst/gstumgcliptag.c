@@ -3,6 +3,9 @@
  * ranking written as the "umgclip" param structure of its GstVideoRegionOfInterestMeta. */
 #include "gstumgcliptag.h"
 #include "umgclipmeta.h"
+#ifdef HAVE_GST_ANALYTICS
+#include "gstumgclipanalytics.h"
+#endif
 
 #include <math.h>
 #include <string.h>
@@ -27,9 +30,12 @@ enum
   PROP_REGION_MODE,
 };
 
-/* Tags written on an upstream ROI, remembered for the frames until the next inference. */
+/* Tags for an upstream ROI (or object-detection mtd): the result's own data, put by apply() on the
+ * ROI (detection) of the same type that overlaps this box most on every frame that carries the
+ * result (the frame it came from included, where the box is the ROI's own). */
 typedef struct
 {
+  gboolean detection; /* an upstream GstAnalytics object detection, not a ROI */
   GQuark roi_type;
   gint x, y, w, h;
   GstStructure *params;
@@ -45,9 +51,7 @@ struct _GstUmgClipTag
   guint top_k;
   GstUmgClipTagRegionMode region_mode;
 
-  /* Streaming thread. */
-  gboolean inferred; /* infer() ran on the current frame */
-  GArray *carried;   /* of CarriedTags */
+  gint warned_outside; /* atomic: an upstream ROI outside the frame was reported */
 };
 
 G_DEFINE_TYPE_WITH_CODE (GstUmgClipTag, gst_umgclip_tag, GST_TYPE_UMGCLIP_FILTER,
@@ -104,7 +108,8 @@ gst_umgclip_tag_region_mode_get_type (void)
 typedef struct
 {
   GstVideoRegionOfInterestMeta *roi; /* an upstream meta to write into, or NULL: a new one */
-  const gchar *roi_type;             /* for a new meta */
+  gboolean detection;                /* an upstream object detection (roi NULL): no new meta */
+  const gchar *roi_type;             /* for a new meta; a detection's type */
   gint x, y, w, h;                   /* frame pixels */
   const GstUmgClipSegment *segment;  /* segments mode */
   const gchar *segment_label;
@@ -118,24 +123,14 @@ object_class_accepts (GStrv object_classes, const gchar *name)
   return name != NULL && g_strv_contains ((const gchar *const *) object_classes, name);
 }
 
-/* Splits "person, car" into stripped, non-empty names; NULL when no filter is set. */
+/* "person, car" as stripped, non-empty names; NULL when no filter is set. */
 static GStrv
 parse_object_classes (const gchar *text)
 {
-  g_auto (GStrv) parts = NULL;
-  GPtrArray *names;
-  if (text == NULL || *text == '\0')
-    return NULL;
-  parts = g_strsplit (text, ",", -1);
-  names = g_ptr_array_new ();
-  for (guint i = 0; parts[i] != NULL; i++)
-    {
-      gchar *name = g_strstrip (parts[i]);
-      if (*name != '\0')
-        g_ptr_array_add (names, g_strdup (name));
-    }
-  g_ptr_array_add (names, NULL);
-  return (GStrv) g_ptr_array_free (names, FALSE);
+  GStrv names = umgclip_split_list (text, ",");
+  if (names[0] == NULL)
+    g_clear_pointer (&names, g_strfreev);
+  return names;
 }
 
 /* An upstream ROI passes the filter by its roi_type or by the label of its DL Streamer
@@ -153,9 +148,27 @@ roi_accepted (GstVideoRegionOfInterestMeta *roi, GStrv object_classes)
          && object_class_accepts (object_classes, gst_structure_get_string (detection, "label"));
 }
 
+/* An upstream box clipped to the frame, in 64 bits (x + w of two 32-bit values may wrap); FALSE
+ * when nothing of it is inside. */
+static gboolean
+clip_box (const GstVideoRegionOfInterestMeta *roi, gint frame_width, gint frame_height, gint *x,
+          gint *y, gint *w, gint *h)
+{
+  if (roi->w == 0 || roi->h == 0 || roi->x >= (guint) frame_width || roi->y >= (guint) frame_height)
+    return FALSE;
+  *x = roi->x;
+  *y = roi->y;
+  *w = (gint) MIN ((guint64) roi->w, (guint64) (frame_width - *x));
+  *h = (gint) MIN ((guint64) roi->h, (guint64) (frame_height - *y));
+  return TRUE;
+}
+
+/* Upstream boxes come from detectors and trackers that may drift past the edges (or from a
+ * stream of another size): a box partly outside is clipped to the frame, one wholly outside has
+ * nothing to look at and is left untagged. The first such box is reported. */
 static void
-collect_roi_list (GstBuffer *buffer, GStrv object_classes, gint frame_width, gint frame_height,
-                  GArray *regions)
+collect_roi_list (GstUmgClipTag *tag, GstBuffer *buffer, GStrv object_classes, gint frame_width,
+                  gint frame_height, GArray *regions)
 {
   gpointer state = NULL;
   GstMeta *meta;
@@ -163,13 +176,43 @@ collect_roi_list (GstBuffer *buffer, GStrv object_classes, gint frame_width, gin
                                                    GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
     {
       GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
-      Region region = { .roi = roi, .x = roi->x, .y = roi->y, .w = roi->w, .h = roi->h };
-      /* Boxes outside the frame have nothing to look at. */
-      if (roi->w == 0 || roi->h == 0 || roi->x >= (guint) frame_width
-          || roi->y >= (guint) frame_height || !roi_accepted (roi, object_classes))
+      Region region = { .roi = roi };
+      gboolean inside
+          = clip_box (roi, frame_width, frame_height, &region.x, &region.y, &region.w, &region.h);
+      gboolean clipped = inside && (region.w != (gint64) roi->w || region.h != (gint64) roi->h);
+      if (!roi_accepted (roi, object_classes))
+        continue;
+      if ((!inside || clipped) && g_atomic_int_compare_and_exchange (&tag->warned_outside, 0, 1))
+        GST_ELEMENT_WARNING (
+            tag, STREAM, FORMAT,
+            ("An upstream region of interest (x %u, y %u, w %u, h %u) lies %s the "
+             "%dx%d frame: %s",
+             roi->x, roi->y, roi->w, roi->h, inside ? "partly outside" : "outside", frame_width,
+             frame_height, inside ? "tagged clipped to the frame" : "left untagged"),
+            ("roi_type %s; later ones are not reported", g_quark_to_string (roi->roi_type)));
+      if (!inside)
         continue;
       g_array_append_val (regions, region);
     }
+#ifdef HAVE_GST_ANALYTICS
+  {
+    /* and the object detections that no ROI stands for, clipped to the frame */
+    g_autoptr (GArray) detections
+        = gst_umgclip_analytics_get_detections (buffer, frame_width, frame_height);
+    for (guint i = 0; i < detections->len; i++)
+      {
+        const GstUmgClipDetection *found = &g_array_index (detections, GstUmgClipDetection, i);
+        Region region = { .detection = TRUE,
+                          .roi_type = g_quark_to_string (found->type),
+                          .x = found->x,
+                          .y = found->y,
+                          .w = found->w,
+                          .h = found->h };
+        if (object_class_accepts (object_classes, region.roi_type))
+          g_array_append_val (regions, region);
+      }
+  }
+#endif
 }
 
 /* The upstream ROI that umgclipseg made for a segment: same label and box. */
@@ -232,158 +275,77 @@ roi_align_embedding (const GstUmgClipFeatures *features, gint frame_width, gint 
                      (gfloat) features->grid_height / frame_height, box, 1, out);
 }
 
-/* Mask-average of the dense map over each segment's pixels: every mask pixel adds its
- * bilinear weights on the grid to its segment, then each segment is one weighted sum of cells.
- * Regions that are not segments are left alone. */
+/* Mask average of the dense map over each segment's pixels (umgclip_mask_pool): a pixel's
+ * segment is its instance id in panoptic mode, its class in semantic mode. */
 static gboolean
 segment_embeddings (const GstUmgClipSegmentationMeta *seg, const GstUmgClipFeatures *features,
                     const Region *regions, guint n_regions, gfloat *out, GError **error)
 {
-  const gsize n_cells = (gsize) features->grid_width * features->grid_height;
-  const guint dim = features->dim;
   const gboolean by_instance = seg->instance_map != NULL;
-  const gboolean wide_classes = seg->format != GST_VIDEO_FORMAT_GRAY8;
-  g_autofree gint *region_of_value = g_new (gint, 65536);
-  g_autofree gfloat *weights = g_new0 (gfloat, (gsize) n_regions * n_cells);
-  GstMapInfo map;
+  const gboolean wide = by_instance || seg->format != GST_VIDEO_FORMAT_GRAY8;
   GstBuffer *source = by_instance ? seg->instance_map : seg->class_map;
-  gsize bytes_per_pixel = by_instance || wide_classes ? 2 : 1;
+  const gchar *what = by_instance ? "instance map" : "class map";
+  g_autofree guint *values = g_new (guint, MAX (n_regions, 1));
+  GstMapInfo map;
 
-  /* Panoptic: a pixel's segment is its instance id; semantic: its class is its segment. */
-  for (guint v = 0; v < 65536; v++)
-    region_of_value[v] = -1;
   for (guint r = 0; r < n_regions; r++)
-    region_of_value[(by_instance ? regions[r].segment->id : regions[r].segment->label_id) & 0xffff]
-        = (gint) r;
-
+    values[r] = by_instance ? regions[r].segment->id : regions[r].segment->label_id;
   if (source == NULL || !gst_buffer_map (source, &map, GST_MAP_READ))
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "the segmentation meta's %s cannot be read",
-                   by_instance ? "instance map" : "class map");
+                   "the segmentation meta's %s cannot be read", what);
       return FALSE;
     }
-  if (map.size < (gsize) seg->mask_width * seg->mask_height * bytes_per_pixel)
+  if (map.size < (gsize) seg->mask_width * seg->mask_height * (wide ? 2 : 1))
     {
-      g_set_error (
-          error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-          "the segmentation meta's %s has %" G_GSIZE_FORMAT " bytes, %ux%u pixels expected",
-          by_instance ? "instance map" : "class map", map.size, seg->mask_width, seg->mask_height);
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "the segmentation meta's %s has %" G_GSIZE_FORMAT
+                   " bytes, %ux%u pixels expected",
+                   what, map.size, seg->mask_width, seg->mask_height);
       gst_buffer_unmap (source, &map);
       return FALSE;
     }
-
-  for (guint my = 0; my < seg->mask_height; my++)
-    {
-      gfloat cy = CLAMP ((my + 0.5f) * features->grid_height / seg->mask_height - 0.5f, 0.0f,
-                         features->grid_height - 1.0f);
-      gint y0 = (gint) cy, y1 = MIN (y0 + 1, (gint) features->grid_height - 1);
-      gfloat wy = cy - y0;
-      for (guint mx = 0; mx < seg->mask_width; mx++)
-        {
-          gsize pixel = (gsize) my * seg->mask_width + mx;
-          guint value
-              = bytes_per_pixel == 2 ? GST_READ_UINT16_LE (map.data + 2 * pixel) : map.data[pixel];
-          gint r = region_of_value[value];
-          gfloat cx, wx;
-          gint x0, x1;
-          gfloat *w;
-          if (r < 0)
-            continue;
-          cx = CLAMP ((mx + 0.5f) * features->grid_width / seg->mask_width - 0.5f, 0.0f,
-                      features->grid_width - 1.0f);
-          x0 = (gint) cx;
-          x1 = MIN (x0 + 1, (gint) features->grid_width - 1);
-          wx = cx - x0;
-          w = weights + (gsize) r * n_cells;
-          w[y0 * features->grid_width + x0] += (1 - wy) * (1 - wx);
-          w[y0 * features->grid_width + x1] += (1 - wy) * wx;
-          w[y1 * features->grid_width + x0] += wy * (1 - wx);
-          w[y1 * features->grid_width + x1] += wy * wx;
-        }
-    }
+  umgclip_mask_pool (features->dense, features->grid_width, features->grid_height, features->dim,
+                     map.data, wide, seg->mask_width, seg->mask_height, values, n_regions, out);
   gst_buffer_unmap (source, &map);
-
-  for (guint r = 0; r < n_regions; r++)
-    {
-      const gfloat *w = weights + (gsize) r * n_cells;
-      gfloat *embedding = out + (gsize) r * dim;
-      memset (embedding, 0, dim * sizeof (gfloat));
-      for (gsize cell = 0; cell < n_cells; cell++)
-        if (w[cell] != 0)
-          for (guint c = 0; c < dim; c++)
-            embedding[c] += w[cell] * features->dense[cell * dim + c];
-      umgclip_l2_normalize (embedding, dim);
-    }
   return TRUE;
 }
 
-/* Global embedding of the region's crop, resized to the network input like a whole frame:
- * the runtime converts the sub-rectangle itself (on the device with Vulkan), given planes that
- * start at the crop's corner. */
+/* Global embeddings of the regions' crops, resized to the network input like whole frames: one
+ * batched pass for every few crops of the frame, the crops cut and resized on the device (on the
+ * host for the CPU backend), wherever the frame lies. */
 static gboolean
-crop_embedding (UmgClipContext *context, const GstVideoFrame *frame,
-                const GstUmgClipFeatures *features, const Region *region, gfloat *out,
-                GError **error)
+crop_embeddings (UmgClipContext *context, const GstUmgClipFrame *frame,
+                 const GstUmgClipFeatures *features, const Region *regions, guint n_regions,
+                 gfloat *out, guint *host_copies, GError **error)
 {
-  const GstVideoFormatInfo *format_info = frame->info.finfo;
-  const GstVideoColorimetry *colorimetry = &frame->info.colorimetry;
-  const gint frame_width = GST_VIDEO_FRAME_WIDTH (frame);
-  const gint frame_height = GST_VIDEO_FRAME_HEIGHT (frame);
-  UmgClipFrame crop = { 0 };
-  UmgClipImageRequest request = { .embedding = out };
-  gdouble kr, kb;
-  gint x0, y0, x1, y1;
+  g_autofree UmgClipCrop *crops = g_new (UmgClipCrop, MAX (n_regions, 1));
+  g_autofree UmgClipImageRequest *requests = g_new0 (UmgClipImageRequest, MAX (n_regions, 1));
 
-  if (!umgclip_pixel_format_parse (gst_video_format_to_string (GST_VIDEO_FRAME_FORMAT (frame)),
-                                   &crop.format, error))
-    return FALSE;
-  x0 = CLAMP (region->x, 0, frame_width - 1);
-  y0 = CLAMP (region->y, 0, frame_height - 1);
-  x1 = CLAMP (region->x + region->w, x0 + 1, frame_width);
-  y1 = CLAMP (region->y + region->h, y0 + 1, frame_height);
-  /* Chroma planes are addressed from the crop's corner: keep it on a chroma sample. */
-  if (GST_VIDEO_FORMAT_INFO_W_SUB (format_info, 1) > 0)
-    x0 &= ~1;
-  if (GST_VIDEO_FORMAT_INFO_H_SUB (format_info, 1) > 0)
-    y0 &= ~1;
-  crop.width = x1 - x0;
-  crop.height = y1 - y0;
-
-  for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES (frame) && plane < 3; plane++)
+  for (guint r = 0; r < n_regions; r++)
     {
-      /* In every accepted format, plane p starts with component p. */
-      const guint component = plane;
-      const gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (frame, plane);
-      const gint pixel_stride = GST_VIDEO_FRAME_COMP_PSTRIDE (frame, component);
-      const gint sub_x = GST_VIDEO_FORMAT_INFO_W_SUB (format_info, component);
-      const gint sub_y = GST_VIDEO_FORMAT_INFO_H_SUB (format_info, component);
-      crop.planes[plane] = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (frame, plane)
-                           + (gsize) (y0 >> sub_y) * stride + (gsize) (x0 >> sub_x) * pixel_stride;
-      crop.strides[plane] = stride;
+      umgclip_crop_for_box (frame->layout.format, frame->layout.width, frame->layout.height,
+                            regions[r].x, regions[r].y, regions[r].w, regions[r].h, &crops[r]);
+      requests[r].embedding = out + (gsize) r * features->dim;
     }
-  /* As the base class reads whole frames: unknown matrices fall back to BT.601. */
-  if (gst_video_color_matrix_get_Kr_Kb (colorimetry->matrix, &kr, &kb))
-    {
-      crop.kr = kr;
-      crop.kb = kb;
-    }
-  crop.full_range = colorimetry->range == GST_VIDEO_COLOR_RANGE_0_255;
-
-  if (!umgclip_encode_frame (context, &crop, features->input_width, features->input_height,
-                             &request, error))
+  if (!umgclip_encode_frames (context, &frame->layout, 1, crops, n_regions, features->input_width,
+                              features->input_height, requests, error))
     return FALSE;
-  umgclip_l2_normalize (out, features->dim);
+  for (guint r = 0; r < n_regions; r++)
+    {
+      umgclip_l2_normalize (out + (gsize) r * features->dim, features->dim);
+      *host_copies += requests[r].host_copies;
+    }
   return TRUE;
 }
 
 /* ---- writing tags ---- */
 
-/* Tags at or above threshold, best first; the structure is written even when none passes, so
+/* Tags at or above threshold, best first; the structure is made even when none passes, so
  * consumers can tell an analysed region from one this element did not look at. */
-static void
-write_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model, const GstUmgClipLabels *labels,
-            const guint *ids, const gfloat *scores, guint top_k, gdouble threshold)
+static GstStructure *
+tags_structure (const gchar *model, const GstUmgClipLabels *labels, const guint *ids,
+                const gfloat *scores, guint top_k, gdouble threshold, GstClockTime source_pts)
 {
   g_autofree const gchar **names = g_new (const gchar *, top_k);
   g_autofree guint *kept_ids = g_new (guint, top_k);
@@ -398,7 +360,7 @@ write_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model, const GstUmgC
       kept_scores[kept] = scores[k];
       kept++;
     }
-  gst_umgclip_roi_set_tags (roi, model, names, kept_ids, kept_scores, kept);
+  return gst_umgclip_tags_structure_new (model, names, kept_ids, kept_scores, kept, source_pts);
 }
 
 /* DL Streamer's "detection" structure, for ROIs made from segments. */
@@ -422,20 +384,9 @@ carried_tags_clear (gpointer data)
 }
 
 static void
-replace_param (GstVideoRegionOfInterestMeta *roi, const GstStructure *params)
+carried_free (gpointer data)
 {
-  const gchar *name = gst_structure_get_name (params);
-  for (GList *link = roi->params; link != NULL;)
-    {
-      GList *next = link->next;
-      if (gst_structure_has_name (link->data, name))
-        {
-          gst_structure_free (link->data);
-          roi->params = g_list_delete_link (roi->params, link);
-        }
-      link = next;
-    }
-  gst_video_region_of_interest_meta_add_param (roi, gst_structure_copy (params));
+  g_array_unref (data);
 }
 
 /* ---- per frame ---- */
@@ -455,14 +406,14 @@ gst_umgclip_tag_wants_dense (GstUmgClipFilter *filter)
 }
 
 static gboolean
-gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
-                       const GstUmgClipFeatures *features, GstBuffer *result, GError **error)
+gst_umgclip_tag_infer (GstUmgClipFilter *filter, UmgClipContext *context,
+                       const GstUmgClipFrame *frame, const GstUmgClipFeatures *features,
+                       GstUmgClipResult *result, GError **error)
 {
   GstUmgClipTag *tag = GST_UMGCLIP_TAG (filter);
-  UmgClipContext *context = gst_umgclip_filter_get_context (filter);
   const UmgClipInfo *info = umgclip_context_get_info (context);
-  const gint frame_width = GST_VIDEO_FRAME_WIDTH (frame);
-  const gint frame_height = GST_VIDEO_FRAME_HEIGHT (frame);
+  const gint frame_width = GST_VIDEO_INFO_WIDTH (frame->info);
+  const gint frame_height = GST_VIDEO_INFO_HEIGHT (frame->info);
   const gchar *model = gst_umgclip_filter_get_model_id (filter);
   const gdouble threshold = gst_umgclip_filter_get_threshold (filter);
   g_autoptr (GstUmgClipLabels) labels = NULL;
@@ -470,13 +421,11 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
   g_autoptr (GArray) regions = g_array_new (FALSE, TRUE, sizeof (Region));
   g_autofree gfloat *embeddings = NULL, *scores = NULL;
   g_autofree guint *ids = NULL;
+  GArray *carried;
   GstUmgClipSegmentationMeta *seg = NULL;
   GstUmgClipTagRegion inference_region;
   GstUmgClipTagRegionMode region_mode;
   guint top_k;
-
-  tag->inferred = TRUE;
-  g_array_set_size (tag->carried, 0);
 
   GST_OBJECT_LOCK (tag);
   inference_region = tag->inference_region;
@@ -485,7 +434,7 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
   object_classes = parse_object_classes (tag->object_class);
   GST_OBJECT_UNLOCK (tag);
 
-  labels = gst_umgclip_filter_get_labels (filter, error);
+  labels = gst_umgclip_filter_get_labels (filter, context, error);
   if (labels == NULL)
     return FALSE;
   if (labels->n_labels == 0)
@@ -505,7 +454,7 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
         break;
       }
     case GST_UMGCLIP_TAG_REGION_ROI_LIST:
-      collect_roi_list (frame->buffer, object_classes, frame_width, frame_height, regions);
+      collect_roi_list (tag, frame->buffer, object_classes, frame_width, frame_height, regions);
       break;
     case GST_UMGCLIP_TAG_REGION_SEGMENTS:
       seg = gst_buffer_get_umgclip_segmentation_meta (frame->buffer);
@@ -524,10 +473,9 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
     memcpy (embeddings, features->embedding, features->dim * sizeof (gfloat));
   else if (region_mode == GST_UMGCLIP_TAG_REGION_MODE_CROP)
     {
-      for (guint r = 0; r < regions->len; r++)
-        if (!crop_embedding (context, frame, features, &g_array_index (regions, Region, r),
-                             embeddings + (gsize) r * features->dim, error))
-          return FALSE;
+      if (!crop_embeddings (context, frame, features, (const Region *) regions->data, regions->len,
+                            embeddings, &result->host_copies, error))
+        return FALSE;
     }
   else if (features->dense == NULL)
     {
@@ -552,149 +500,156 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, GstVideoFrame *frame,
                             labels->n_labels, info->logit_scale, top_k, ids, scores, error))
     return FALSE;
 
+  carried = g_array_new (FALSE, TRUE, sizeof (CarriedTags));
+  g_array_set_clear_func (carried, carried_tags_clear);
+  result->data = carried;
+  result->free_data = carried_free;
   for (guint r = 0; r < regions->len; r++)
     {
       Region *region = &g_array_index (regions, Region, r);
-      GstVideoRegionOfInterestMeta *roi = region->roi;
-      if (roi == NULL)
+      GstStructure *params
+          = tags_structure (model, labels, ids + (gsize) r * top_k, scores + (gsize) r * top_k,
+                            top_k, threshold, frame->pts);
+      if (region->roi != NULL || region->detection)
         {
-          /* New metas go on result, so that frames skipped until the next inference get them
-           * too; ids are numbered once the frame is complete. */
-          roi = gst_buffer_add_video_region_of_interest_meta (result, region->roi_type, region->x,
-                                                              region->y, region->w, region->h);
+          /* an upstream ROI or detection: tagged on every frame that carries this result,
+           * matched there by its box, clipped to the frame as apply () compares it */
+          CarriedTags tags = {
+            .detection = region->detection,
+            .roi_type
+            = region->roi != NULL ? region->roi->roi_type : g_quark_from_string (region->roi_type),
+            .x = region->x,
+            .y = region->y,
+            .w = region->w,
+            .h = region->h,
+            .params = params,
+          };
+          g_array_append_val (carried, tags);
+        }
+      else
+        {
+          /* a new ROI, on the result: frames that carry it get it too; numbered by the base */
+          GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta (
+              result->metas, region->roi_type, region->x, region->y, region->w, region->h);
+          roi->id = -1;
           roi->parent_id = -1;
           if (region->segment != NULL)
             gst_video_region_of_interest_meta_add_param (
                 roi, detection_structure (region, frame_width, frame_height));
-        }
-      write_tags (roi, model, labels, ids + (gsize) r * top_k, scores + (gsize) r * top_k, top_k,
-                  threshold);
-      if (region->roi != NULL)
-        {
-          CarriedTags carried
-              = { .roi_type = roi->roi_type, .x = roi->x, .y = roi->y, .w = roi->w, .h = roi->h };
-          carried.params
-              = gst_structure_copy (gst_video_region_of_interest_meta_get_param (roi, "umgclip"));
-          g_array_append_val (tag->carried, carried);
+          gst_umgclip_roi_replace_param (roi, params);
         }
     }
   return TRUE;
 }
 
 static gdouble
-intersection_over_union (const CarriedTags *a, const GstVideoRegionOfInterestMeta *b)
+intersection_over_union (const CarriedTags *a, gint bx, gint by, gint bw, gint bh)
 {
-  gint x0 = MAX (a->x, (gint) b->x), y0 = MAX (a->y, (gint) b->y);
-  gint x1 = MIN (a->x + a->w, (gint) (b->x + b->w)), y1 = MIN (a->y + a->h, (gint) (b->y + b->h));
+  gint x0 = MAX (a->x, bx), y0 = MAX (a->y, by);
+  gint x1 = MIN (a->x + a->w, bx + bw), y1 = MIN (a->y + a->h, by + bh);
   gdouble intersection, united;
   if (x1 <= x0 || y1 <= y0)
     return 0;
   intersection = (gdouble) (x1 - x0) * (y1 - y0);
-  united = (gdouble) a->w * a->h + (gdouble) b->w * b->h - intersection;
+  united = (gdouble) a->w * a->h + (gdouble) bw * bh - intersection;
   return united > 0 ? intersection / united : 0;
 }
 
-/* Upstream ROIs of a frame without inference (inference-interval, QoS) take the tags of the
- * best-overlapping region of the same type from the last inference: a detector upstream
- * usually runs on every frame, and its boxes move little in between. */
-static void
-carry_tags (GstUmgClipTag *tag, GstBuffer *buffer)
+/* The carried tags of the kind (ROI or detection) and type that overlap this box most. */
+static const CarriedTags *
+best_carried (GArray *carried, gboolean detection, GQuark type, gint x, gint y, gint w, gint h)
 {
+  const CarriedTags *best = NULL;
+  gdouble best_iou = CARRY_MIN_IOU;
+  for (guint i = 0; i < carried->len; i++)
+    {
+      const CarriedTags *tags = &g_array_index (carried, CarriedTags, i);
+      gdouble iou;
+      if (tags->detection != detection || tags->roi_type != type)
+        continue;
+      iou = intersection_over_union (tags, x, y, w, h);
+      if (iou >= best_iou)
+        {
+          best = tags;
+          best_iou = iou;
+        }
+    }
+  return best;
+}
+
+#ifdef HAVE_GST_ANALYTICS
+/* GstAnalytics for what apply() tagged: the result's new ROIs (copied onto buffer by the base),
+ * and each upstream detection of buffer that carried tags match. */
+static void
+apply_analytics (GstUmgClipFilter *filter, GstBuffer *buffer, const GstUmgClipResult *result)
+{
+  GArray *carried = result->data;
+  g_autoptr (GArray) detections = NULL;
   gpointer state = NULL;
   GstMeta *meta;
-  if (tag->carried->len == 0)
+
+  while ((meta = gst_buffer_iterate_meta_filtered (result->metas, &state,
+                                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
+    {
+      GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
+      gst_umgclip_analytics_add_tags (buffer, roi->x, roi->y, roi->w, roi->h,
+                                      gst_video_region_of_interest_meta_get_param (roi, "umgclip"),
+                                      G_MAXUINT);
+    }
+  if (carried == NULL)
+    return;
+  detections = gst_umgclip_analytics_get_detections (
+      buffer, GST_VIDEO_INFO_WIDTH (&GST_VIDEO_FILTER (filter)->in_info),
+      GST_VIDEO_INFO_HEIGHT (&GST_VIDEO_FILTER (filter)->in_info));
+  for (guint i = 0; i < detections->len; i++)
+    {
+      const GstUmgClipDetection *found = &g_array_index (detections, GstUmgClipDetection, i);
+      const CarriedTags *best
+          = best_carried (carried, TRUE, found->type, found->x, found->y, found->w, found->h);
+      if (best != NULL)
+        gst_umgclip_analytics_add_tags (buffer, found->x, found->y, found->w, found->h,
+                                        best->params, found->od_id);
+    }
+}
+#endif
+
+/* The tags of the result's upstream regions onto the ROIs of buffer: each ROI takes those of
+ * the best-overlapping region of its type. On the frame the result came from, that is the
+ * ROI's own box; on frames that carry it (inference-interval, QoS, schedule=latest) a detector
+ * upstream has usually moved its boxes a little. */
+static void
+gst_umgclip_tag_apply (GstUmgClipFilter *filter, GstBuffer *buffer, const GstUmgClipResult *result,
+                       gboolean own)
+{
+  GArray *carried = result->data;
+  const GstVideoInfo *info = &GST_VIDEO_FILTER (filter)->in_info;
+  gpointer state = NULL;
+  GstMeta *meta;
+
+#ifdef HAVE_GST_ANALYTICS
+  apply_analytics (filter, buffer, result);
+#endif
+  if (carried == NULL || carried->len == 0)
     return;
   while ((meta = gst_buffer_iterate_meta_filtered (buffer, &state,
                                                    GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
     {
       GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
-      const CarriedTags *best = NULL;
-      gdouble best_iou = CARRY_MIN_IOU;
-      for (guint i = 0; i < tag->carried->len; i++)
-        {
-          const CarriedTags *carried = &g_array_index (tag->carried, CarriedTags, i);
-          gdouble iou;
-          if (carried->roi_type != roi->roi_type)
-            continue;
-          iou = intersection_over_union (carried, roi);
-          if (iou >= best_iou)
-            {
-              best = carried;
-              best_iou = iou;
-            }
-        }
-      if (best != NULL)
-        replace_param (roi, best->params);
-    }
-}
-
-/* ROI metas get distinct ids 0..n-1, so that applications can enumerate them with
- * gst_buffer_get_video_region_of_interest_meta_id (). Ids already distinct and in range are
- * kept, first come first served, so upstream's parent ids stay valid; the others (ours, copied
- * from the result with its own numbering) take the free ones in buffer order. */
-static void
-number_rois (GstBuffer *buffer)
-{
-  g_autoptr (GPtrArray) rois = g_ptr_array_new ();
-  g_autofree gboolean *taken = NULL, *keeps = NULL;
-  gpointer state = NULL;
-  GstMeta *meta;
-  guint next_free = 0;
-
-  while ((meta = gst_buffer_iterate_meta_filtered (buffer, &state,
-                                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
-    g_ptr_array_add (rois, meta);
-  taken = g_new0 (gboolean, MAX (rois->len, 1));
-  keeps = g_new0 (gboolean, MAX (rois->len, 1));
-  for (guint i = 0; i < rois->len; i++)
-    {
-      gint id = ((GstVideoRegionOfInterestMeta *) rois->pdata[i])->id;
-      if (id >= 0 && (guint) id < rois->len && !taken[id])
-        taken[id] = keeps[i] = TRUE;
-    }
-  for (guint i = 0; i < rois->len; i++)
-    {
-      if (keeps[i])
+      const CarriedTags *best;
+      gint x, y, w, h;
+      /* compared as collect_roi_list () tagged it: clipped to the frame */
+      if (!clip_box (roi, GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info), &x, &y, &w,
+                     &h))
         continue;
-      while (taken[next_free])
-        next_free++;
-      ((GstVideoRegionOfInterestMeta *) rois->pdata[i])->id = (gint) next_free;
-      taken[next_free] = TRUE;
+      best = best_carried (carried, FALSE, roi->roi_type, x, y, w, h);
+      if (best == NULL)
+        continue;
+      gst_umgclip_roi_replace_param (roi, gst_structure_copy (best->params));
+#ifdef HAVE_GST_ANALYTICS
+      gst_umgclip_analytics_add_tags (buffer, roi->x, roi->y, roi->w, roi->h, best->params,
+                                      G_MAXUINT);
+#endif
     }
-}
-
-static GstFlowReturn
-gst_umgclip_tag_transform_ip (GstBaseTransform *trans, GstBuffer *buffer)
-{
-  GstUmgClipTag *tag = GST_UMGCLIP_TAG (trans);
-  GstFlowReturn ret;
-
-  tag->inferred = FALSE;
-  ret = GST_BASE_TRANSFORM_CLASS (gst_umgclip_tag_parent_class)->transform_ip (trans, buffer);
-  if (ret != GST_FLOW_OK)
-    return ret;
-  if (!tag->inferred)
-    carry_tags (tag, buffer);
-  number_rois (buffer);
-  return ret;
-}
-
-/* A new frame size: remembered boxes describe frames of the old size. */
-static gboolean
-gst_umgclip_tag_set_info (GstVideoFilter *video_filter, GstCaps *incaps, GstVideoInfo *in_info,
-                          GstCaps *outcaps, GstVideoInfo *out_info)
-{
-  GstUmgClipTag *tag = GST_UMGCLIP_TAG (video_filter);
-  g_array_set_size (tag->carried, 0);
-  return GST_VIDEO_FILTER_CLASS (gst_umgclip_tag_parent_class)
-      ->set_info (video_filter, incaps, in_info, outcaps, out_info);
-}
-
-static gboolean
-gst_umgclip_tag_stop (GstBaseTransform *trans)
-{
-  g_array_set_size (GST_UMGCLIP_TAG (trans)->carried, 0);
-  return GST_BASE_TRANSFORM_CLASS (gst_umgclip_tag_parent_class)->stop (trans);
 }
 
 /* ---- properties ---- */
@@ -758,7 +713,6 @@ gst_umgclip_tag_finalize (GObject *object)
 {
   GstUmgClipTag *tag = GST_UMGCLIP_TAG (object);
   g_free (tag->object_class);
-  g_array_unref (tag->carried);
   G_OBJECT_CLASS (gst_umgclip_tag_parent_class)->finalize (object);
 }
 
@@ -768,8 +722,6 @@ gst_umgclip_tag_init (GstUmgClipTag *tag)
   tag->inference_region = DEFAULT_INFERENCE_REGION;
   tag->top_k = DEFAULT_TOP_K;
   tag->region_mode = DEFAULT_REGION_MODE;
-  tag->carried = g_array_new (FALSE, TRUE, sizeof (CarriedTags));
-  g_array_set_clear_func (tag->carried, carried_tags_clear);
 }
 
 static void
@@ -777,8 +729,6 @@ gst_umgclip_tag_class_init (GstUmgClipTagClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-  GstBaseTransformClass *transform_class = GST_BASE_TRANSFORM_CLASS (klass);
-  GstVideoFilterClass *video_filter_class = GST_VIDEO_FILTER_CLASS (klass);
   GstUmgClipFilterClass *filter_class = GST_UMGCLIP_FILTER_CLASS (klass);
   const GParamFlags flags = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
 
@@ -822,13 +772,10 @@ gst_umgclip_tag_class_init (GstUmgClipTagClass *klass)
       "through unchanged",
       "gst-umgclip authors");
 
-  transform_class->transform_ip = GST_DEBUG_FUNCPTR (gst_umgclip_tag_transform_ip);
-  transform_class->stop = GST_DEBUG_FUNCPTR (gst_umgclip_tag_stop);
-  video_filter_class->set_info = GST_DEBUG_FUNCPTR (gst_umgclip_tag_set_info);
-
   filter_class->needs_labels = TRUE;
   filter_class->wants_dense = gst_umgclip_tag_wants_dense;
   filter_class->infer = gst_umgclip_tag_infer;
+  filter_class->apply = gst_umgclip_tag_apply;
 
   gst_type_mark_as_plugin_api (GST_TYPE_UMGCLIP_TAG_REGION, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_UMGCLIP_TAG_REGION_MODE, 0);

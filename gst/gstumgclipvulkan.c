@@ -1,5 +1,7 @@
 /* The Vulkan side of the umgclip elements (see gstumgclipvulkan.h): GstContext sharing of the
- * GstVulkanDevice, and host copies of frames whose memory the host cannot map. */
+ * GstVulkanDevice, that device described for the runtime to adopt, frames on it handed to the
+ * runtime as buffers and images, and host copies of frames the model cannot read on its
+ * device. */
 #include "gstumgclipvulkan.h"
 
 #include "umgclip.h"
@@ -24,12 +26,13 @@ struct _GstUmgClipVulkan
   GstVulkanInstance *instance;
   GstVulkanDevice *device;
 
+  /* The compute queue the runtime adopts with the device (describe_device); under lock. */
+  GstVulkanQueue *compute_queue;
+
   /* Copies to the host, streaming thread only. The queue is the one upstream submits on when
    * known, so that our copy is ordered after its writes. */
   GstVulkanQueue *queue;
   GstVulkanCommandPool *command_pool;
-  GstMemory *staging[GST_VIDEO_MAX_PLANES]; /* host-visible, reused while sizes match */
-  GstBuffer *mapped_copy;                   /* the host copy a mapped frame points into */
 };
 
 GstUmgClipVulkan *
@@ -46,25 +49,13 @@ gst_umgclip_vulkan_new (GstElement *element)
   return vulkan;
 }
 
-static void
-clear_download_state (GstUmgClipVulkan *vulkan)
-{
-  gst_clear_buffer (&vulkan->mapped_copy);
-  for (guint i = 0; i < GST_VIDEO_MAX_PLANES; i++)
-    if (vulkan->staging[i] != NULL)
-      {
-        gst_memory_unref (vulkan->staging[i]);
-        vulkan->staging[i] = NULL;
-      }
-  gst_clear_object (&vulkan->command_pool);
-  gst_clear_object (&vulkan->queue);
-}
-
 void
 gst_umgclip_vulkan_reset (GstUmgClipVulkan *vulkan)
 {
-  clear_download_state (vulkan);
+  gst_clear_object (&vulkan->command_pool);
+  gst_clear_object (&vulkan->queue);
   g_mutex_lock (&vulkan->lock);
+  gst_clear_object (&vulkan->compute_queue);
   gst_clear_object (&vulkan->device);
   gst_clear_object (&vulkan->instance);
   g_mutex_unlock (&vulkan->lock);
@@ -108,8 +99,12 @@ gst_umgclip_vulkan_handle_query (GstUmgClipVulkan *vulkan, GstQuery *query)
   if (GST_QUERY_TYPE (query) != GST_QUERY_CONTEXT)
     return FALSE;
   g_mutex_lock (&vulkan->lock);
-  answered = gst_vulkan_handle_context_query (vulkan->element, query, NULL, vulkan->instance,
-                                              vulkan->device);
+  answered
+      = gst_vulkan_handle_context_query (vulkan->element, query, NULL, vulkan->instance,
+                                         vulkan->device)
+        /* the queue the model submits on: neighbours that take its lock serialise with
+         * us */
+        || gst_vulkan_queue_handle_context_query (vulkan->element, query, vulkan->compute_queue);
   g_mutex_unlock (&vulkan->lock);
   return answered;
 }
@@ -275,7 +270,12 @@ get_command_pool (GstUmgClipVulkan *vulkan, GstVulkanDevice *device, GstVulkanQu
 {
   GstVulkanQueue *queue = NULL;
 
-  if (last_used != NULL && last_used->device == device)
+  /* the queue the runtime submits on, when it is this device's: one submit lock for both */
+  g_mutex_lock (&vulkan->lock);
+  if (vulkan->compute_queue != NULL && vulkan->compute_queue->device == device)
+    queue = gst_object_ref (vulkan->compute_queue);
+  g_mutex_unlock (&vulkan->lock);
+  if (queue == NULL && last_used != NULL && last_used->device == device)
     queue = gst_object_ref (last_used);
   if (queue == NULL && vulkan->queue != NULL && vulkan->queue->device == device)
     queue = gst_object_ref (vulkan->queue);
@@ -307,33 +307,19 @@ get_command_pool (GstUmgClipVulkan *vulkan, GstVulkanDevice *device, GstVulkanQu
   return vulkan->command_pool;
 }
 
-/* A host-visible Vulkan buffer of size bytes for plane, kept for the next frames. */
+/* A host-visible Vulkan buffer of size bytes for plane: one per copy, since several frames may
+ * be waiting for inference at once. */
 static GstVulkanBufferMemory *
-get_staging (GstUmgClipVulkan *vulkan, GstVulkanDevice *device, guint plane, gsize size,
-             GError **error)
+new_staging (GstVulkanDevice *device, guint plane, gsize size, GError **error)
 {
-  GstMemory *memory = vulkan->staging[plane];
-  if (memory != NULL
-      && (((GstVulkanBufferMemory *) memory)->device != device || memory->size != size))
-    {
-      gst_memory_unref (memory);
-      memory = vulkan->staging[plane] = NULL;
-    }
+  GstMemory *memory = gst_vulkan_buffer_memory_alloc (
+      device, size, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
   if (memory == NULL)
-    {
-      memory = gst_vulkan_buffer_memory_alloc (device, size, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                                               VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT
-                                                   | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-      if (memory == NULL)
-        {
-          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
-                       "could not allocate %" G_GSIZE_FORMAT
-                       " bytes of host-visible Vulkan memory for plane %u of a frame",
-                       size, plane);
-          return NULL;
-        }
-      vulkan->staging[plane] = memory;
-    }
+    g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                 "could not allocate %" G_GSIZE_FORMAT
+                 " bytes of host-visible Vulkan memory for plane %u of a frame",
+                 size, plane);
   return (GstVulkanBufferMemory *) memory;
 }
 
@@ -523,16 +509,24 @@ download (GstUmgClipVulkan *vulkan, const GstVideoInfo *info, GstBuffer *buffer,
         size = planes[i].source->size;
       offsets[i] = offset;
       offset += size;
-      planes[i].staging = get_staging (vulkan, device, i, size, error);
+      planes[i].staging = new_staging (device, i, size, error);
       if (planes[i].staging == NULL)
-        return NULL;
+        {
+          for (guint j = 0; j < i; j++)
+            gst_memory_unref (GST_MEMORY_CAST (planes[j].staging));
+          return NULL;
+        }
     }
   if (!copy_planes (vulkan, device, planes, n_memories, images, error))
-    return NULL;
+    {
+      for (guint i = 0; i < n_memories; i++)
+        gst_memory_unref (GST_MEMORY_CAST (planes[i].staging));
+      return NULL;
+    }
 
   copy = gst_buffer_new ();
   for (guint i = 0; i < n_memories; i++)
-    gst_buffer_append_memory (copy, gst_memory_ref (GST_MEMORY_CAST (planes[i].staging)));
+    gst_buffer_append_memory (copy, GST_MEMORY_CAST (planes[i].staging));
   if (images)
     gst_buffer_add_video_meta_full (copy, GST_VIDEO_FRAME_FLAG_NONE, GST_VIDEO_INFO_FORMAT (info),
                                     GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
@@ -560,54 +554,183 @@ needs_buffer_copy (GstBuffer *buffer)
   return FALSE;
 }
 
-gboolean
-gst_umgclip_vulkan_frame_map (GstUmgClipVulkan *vulkan, GstVideoFrame *frame,
-                              const GstVideoInfo *info, GstBuffer *buffer, GError **error)
+GstBuffer *
+gst_umgclip_vulkan_host_buffer (GstUmgClipVulkan *vulkan, const GstVideoInfo *info,
+                                GstBuffer *buffer, GError **error)
 {
   GstMemory *first = gst_buffer_n_memory (buffer) > 0 ? gst_buffer_peek_memory (buffer, 0) : NULL;
   gboolean images = first != NULL && gst_is_vulkan_image_memory (first);
-  GstBuffer *copy;
 
   if (!images && !needs_buffer_copy (buffer))
-    {
-      if (gst_video_frame_map (frame, (GstVideoInfo *) info, buffer, GST_MAP_READ))
-        return TRUE;
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                   "could not map a %dx%d %s frame for reading", GST_VIDEO_INFO_WIDTH (info),
-                   GST_VIDEO_INFO_HEIGHT (info), GST_VIDEO_INFO_NAME (info));
-      return FALSE;
-    }
+    return gst_buffer_ref (buffer);
+  return download (vulkan, info, buffer, images, error);
+}
 
-  copy = download (vulkan, info, buffer, images, error);
-  if (copy == NULL)
-    return FALSE;
-  if (!gst_video_frame_map (frame, (GstVideoInfo *) info, copy, GST_MAP_READ))
+/* ---- frames read on the model's device ---- */
+
+static gboolean
+on_compute_queue (GstVulkanDevice *device, GstVulkanQueue *queue, gpointer user_data)
+{
+  GstVulkanQueue **found = user_data;
+  if (device->physical_device->queue_family_props[queue->family].queueFlags & VK_QUEUE_COMPUTE_BIT)
     {
-      gst_buffer_unref (copy);
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
-                   "could not map the host copy of a %dx%d %s frame", GST_VIDEO_INFO_WIDTH (info),
-                   GST_VIDEO_INFO_HEIGHT (info), GST_VIDEO_INFO_NAME (info));
+      *found = gst_object_ref (queue);
       return FALSE;
     }
-  /* Pixels from the copy, metas from the frame itself: elements read upstream metas (ROIs,
-   * segmentation) through frame->buffer. unmap puts the copy back before unmapping. */
-  gst_buffer_replace (&vulkan->mapped_copy, copy);
-  gst_buffer_unref (copy);
-  frame->buffer = buffer;
+  return TRUE;
+}
+
+static void
+lock_queue (gpointer queue)
+{
+  gst_vulkan_queue_submit_lock (queue);
+}
+
+static void
+unlock_queue (gpointer queue)
+{
+  gst_vulkan_queue_submit_unlock (queue);
+}
+
+gboolean
+gst_umgclip_vulkan_describe_device (GstUmgClipVulkan *vulkan, UmgClipVulkanDevice *out)
+{
+  gboolean ok = FALSE;
+
+  GstVulkanQueue *offered = NULL;
+
+  /* a neighbour's queue object, when it has compute: its submit lock is then ours too */
+  if (gst_vulkan_queue_run_context_query (vulkan->element, &offered) && offered != NULL)
+    {
+      g_mutex_lock (&vulkan->lock);
+      if (vulkan->compute_queue == NULL && vulkan->device != NULL
+          && offered->device == vulkan->device
+          && (vulkan->device->physical_device->queue_family_props[offered->family].queueFlags
+              & VK_QUEUE_COMPUTE_BIT))
+        vulkan->compute_queue = gst_object_ref (offered);
+      g_mutex_unlock (&vulkan->lock);
+    }
+  gst_clear_object (&offered);
+  g_mutex_lock (&vulkan->lock);
+  if (vulkan->device != NULL && vulkan->compute_queue == NULL)
+    gst_vulkan_device_foreach_queue (vulkan->device, on_compute_queue, &vulkan->compute_queue);
+  if (vulkan->device != NULL && vulkan->compute_queue != NULL)
+    {
+      *out = (UmgClipVulkanDevice){
+        .instance = vulkan->device->instance->instance,
+        .physical_device = vulkan->device->physical_device->device,
+        .device = vulkan->device->device,
+        .queue = vulkan->compute_queue->queue,
+        .queue_family = vulkan->compute_queue->family,
+        .lock_queue = lock_queue,
+        .unlock_queue = unlock_queue,
+        .user_data = vulkan->compute_queue,
+        /* GStreamer 1.22 enables no device features: the runtime takes its 32-bit paths */
+        .storage_buffer_16bit_access = FALSE,
+      };
+      ok = TRUE;
+    }
+  g_mutex_unlock (&vulkan->lock);
+  return ok;
+}
+
+gboolean
+gst_umgclip_vulkan_device_planes (GstUmgClipVulkan *vulkan, GstBuffer *buffer,
+                                  const GstVideoInfo *info, VkDevice device, UmgClipFrame *layout,
+                                  UmgClipVulkanPlane planes[3], guint *n_planes)
+{
+  const guint n = MIN (GST_VIDEO_INFO_N_PLANES (info), 3);
+  GstVideoMeta *meta = gst_buffer_get_video_meta (buffer);
+  GstMemory *first = gst_buffer_n_memory (buffer) > 0 ? gst_buffer_peek_memory (buffer, 0) : NULL;
+  gboolean images = first != NULL && gst_is_vulkan_image_memory (first);
+  GstVulkanQueue *ours;
+
+  if (device == VK_NULL_HANDLE || first == NULL || !(images || gst_is_vulkan_buffer_memory (first)))
+    return FALSE;
+  g_mutex_lock (&vulkan->lock);
+  ours = vulkan->compute_queue;
+  g_mutex_unlock (&vulkan->lock);
+
+  memset (planes, 0, 3 * sizeof *planes);
+  for (guint i = 0; i < n; i++)
+    {
+      guint index = i, length;
+      gsize skip = 0;
+      GstMemory *memory;
+      GstVulkanBarrierMemoryInfo *barrier;
+      GstVulkanDevice *owner;
+
+      if (!images
+          && !gst_buffer_find_memory (buffer, meta != NULL ? meta->offset[i] : info->offset[i], 1,
+                                      &index, &length, &skip))
+        return FALSE;
+      if (index >= gst_buffer_n_memory (buffer))
+        return FALSE;
+      memory = gst_buffer_peek_memory (buffer, index);
+      if (images != gst_is_vulkan_image_memory (memory)
+          || (!images && !gst_is_vulkan_buffer_memory (memory)))
+        return FALSE;
+      owner = images ? ((GstVulkanImageMemory *) memory)->device
+                     : ((GstVulkanBufferMemory *) memory)->device;
+      barrier = images ? &((GstVulkanImageMemory *) memory)->barrier.parent
+                       : &((GstVulkanBufferMemory *) memory)->barrier.parent;
+      /* our copy is ordered after upstream's writes by the queue they share */
+      if (owner->device != device)
+        {
+          GST_LOG_OBJECT (vulkan->element, "plane %u lies on another VkDevice: host copy", i);
+          return FALSE;
+        }
+      if (barrier->queue != NULL && (ours == NULL || barrier->queue->queue != ours->queue))
+        {
+          GST_LOG_OBJECT (vulkan->element, "plane %u was last used on another queue: host copy", i);
+          return FALSE;
+        }
+      planes[i].stages = barrier->pipeline_stages;
+      planes[i].access = barrier->access_flags;
+      if (images)
+        {
+          GstVulkanImageMemory *image = (GstVulkanImageMemory *) memory;
+          planes[i].image = image->image;
+          planes[i].layout = image->barrier.image_layout;
+          /* the copy packs the image's rows */
+          layout->strides[i] = GST_VIDEO_INFO_COMP_WIDTH (info, i == 0 ? 0 : i)
+                               * GST_VIDEO_INFO_COMP_PSTRIDE (info, i == 0 ? 0 : i);
+        }
+      else
+        {
+          planes[i].buffer = ((GstVulkanBufferMemory *) memory)->buffer;
+          /* GstMemory offsets count from the start of the VkBuffer */
+          planes[i].offset = memory->offset + skip;
+          layout->strides[i]
+              = meta != NULL ? meta->stride[i] : GST_VIDEO_INFO_PLANE_STRIDE (info, i);
+        }
+    }
+  *n_planes = n;
+  GST_LOG_OBJECT (vulkan->element, "%u %s planes read on the model's device", n,
+                  images ? "image" : "buffer");
   return TRUE;
 }
 
 void
-gst_umgclip_vulkan_frame_unmap (GstUmgClipVulkan *vulkan, GstVideoFrame *frame)
+gst_umgclip_vulkan_mark_copied (GstBuffer *buffer)
 {
-  if (vulkan->mapped_copy != NULL)
+  for (guint i = 0; i < gst_buffer_n_memory (buffer); i++)
     {
-      frame->buffer = vulkan->mapped_copy;
-      gst_video_frame_unmap (frame);
-      gst_clear_buffer (&vulkan->mapped_copy);
+      GstMemory *memory = gst_buffer_peek_memory (buffer, i);
+      if (gst_is_vulkan_image_memory (memory))
+        {
+          GstVulkanImageMemory *image = (GstVulkanImageMemory *) memory;
+          image->barrier.parent.pipeline_stages = VK_PIPELINE_STAGE_TRANSFER_BIT;
+          image->barrier.parent.access_flags = VK_ACCESS_TRANSFER_READ_BIT;
+          image->barrier.image_layout = VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL;
+        }
+      else if (gst_is_vulkan_buffer_memory (memory))
+        {
+          GstVulkanBufferMemory *vk_buffer = (GstVulkanBufferMemory *) memory;
+          vk_buffer->barrier.parent.pipeline_stages = VK_PIPELINE_STAGE_TRANSFER_BIT;
+          vk_buffer->barrier.parent.access_flags = VK_ACCESS_TRANSFER_READ_BIT;
+        }
     }
-  else
-    gst_video_frame_unmap (frame);
 }
 
 #else /* !HAVE_GST_VULKAN: system memory only */
@@ -665,22 +788,30 @@ gst_umgclip_vulkan_device_type (void)
   return GST_TYPE_OBJECT;
 }
 
-gboolean
-gst_umgclip_vulkan_frame_map (GstUmgClipVulkan *vulkan, GstVideoFrame *frame,
-                              const GstVideoInfo *info, GstBuffer *buffer, GError **error)
+GstBuffer *
+gst_umgclip_vulkan_host_buffer (GstUmgClipVulkan *vulkan, const GstVideoInfo *info,
+                                GstBuffer *buffer, GError **error)
 {
-  if (gst_video_frame_map (frame, (GstVideoInfo *) info, buffer, GST_MAP_READ))
-    return TRUE;
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-               "could not map a %dx%d %s frame for reading", GST_VIDEO_INFO_WIDTH (info),
-               GST_VIDEO_INFO_HEIGHT (info), GST_VIDEO_INFO_NAME (info));
+  return gst_buffer_ref (buffer);
+}
+
+gboolean
+gst_umgclip_vulkan_describe_device (GstUmgClipVulkan *vulkan, UmgClipVulkanDevice *out)
+{
+  return FALSE;
+}
+
+gboolean
+gst_umgclip_vulkan_device_planes (GstUmgClipVulkan *vulkan, GstBuffer *buffer,
+                                  const GstVideoInfo *info, VkDevice device, UmgClipFrame *layout,
+                                  UmgClipVulkanPlane planes[3], guint *n_planes)
+{
   return FALSE;
 }
 
 void
-gst_umgclip_vulkan_frame_unmap (GstUmgClipVulkan *vulkan, GstVideoFrame *frame)
+gst_umgclip_vulkan_mark_copied (GstBuffer *buffer)
 {
-  gst_video_frame_unmap (frame);
 }
 
 #endif

@@ -5,6 +5,8 @@
 #include <gst/gst.h>
 #include <gst/video/video.h>
 
+#include "umgclip-vulkan.h"
+
 G_BEGIN_DECLS
 
 /* Caps-string tail adding the Vulkan memory features for formats; empty when the plugin was
@@ -42,12 +44,28 @@ GstObject *gst_umgclip_vulkan_get_device (GstUmgClipVulkan *vulkan);
 /* The GType of the device object, for a property. */
 GType gst_umgclip_vulkan_device_type (void);
 
-/* Maps buffer read-only into frame like gst_video_frame_map, whatever memory holds it: system
- * memory and host-visible Vulkan buffers are mapped in place; Vulkan images and device-local
- * Vulkan buffers are first copied to host-visible memory on their device. frame->buffer is
- * buffer in every case, so metas are read from (and written to) the buffer itself. */
-gboolean gst_umgclip_vulkan_frame_map (GstUmgClipVulkan *vulkan, GstVideoFrame *frame,
-                                       const GstVideoInfo *info, GstBuffer *buffer, GError **error);
-void gst_umgclip_vulkan_frame_unmap (GstUmgClipVulkan *vulkan, GstVideoFrame *frame);
+/* A buffer the host can map with the pixels of buffer: buffer itself (a new reference) in
+ * system memory or host-visible Vulkan buffers, else a copy in host-visible memory that the
+ * frame's device made (Vulkan images, device-local buffers), waited for: the fallback when the
+ * model cannot read the frame on its own device. NULL with error on failure. */
+GstBuffer *gst_umgclip_vulkan_host_buffer (GstUmgClipVulkan *vulkan, const GstVideoInfo *info,
+                                           GstBuffer *buffer, GError **error);
+
+/* The GstVulkanDevice found, as the runtime adopts it (umgclip-vulkan.h): its instance, device
+ * and a compute queue, whose submit lock the runtime takes. FALSE when no device was found or
+ * it has no compute queue. */
+gboolean gst_umgclip_vulkan_describe_device (GstUmgClipVulkan *vulkan, UmgClipVulkanDevice *out);
+
+/* When buffer lies in Vulkan memory of device (the model's VkDevice) and was last used on the
+ * queue the model submits on, its planes for umgclip_device_frame_new: layout gets the strides
+ * the copy will have (images: packed rows) and planes the buffers or images. FALSE otherwise:
+ * the frame is read through the host. */
+gboolean gst_umgclip_vulkan_device_planes (GstUmgClipVulkan *vulkan, GstBuffer *buffer,
+                                           const GstVideoInfo *info, VkDevice device,
+                                           UmgClipFrame *layout, UmgClipVulkanPlane planes[3],
+                                           guint *n_planes);
+/* Records in buffer's Vulkan images what umgclip_device_frame_new left them in (transfer
+ * source layout, last read by a transfer), so that the next user's barrier starts from it. */
+void gst_umgclip_vulkan_mark_copied (GstBuffer *buffer);
 
 G_END_DECLS

@@ -29,6 +29,11 @@ typedef struct
   gfloat *dense; /* grid_height × grid_width × dim floats, row-major, as the runtime returns
                   * them: projected, not normalised (normalise a cell for its cosine with a
                   * text; pool regions from the raw cells, then normalise) */
+
+  /* The pts of the frame this was computed from: a frame that carries an older result (the
+   * elements' schedule=latest, inference-interval) has a later pts of its own.
+   * GST_CLOCK_TIME_NONE when unknown. */
+  GstClockTime source_pts;
 } GstUmgClipEmbeddingMeta;
 
 GType gst_umgclip_embedding_meta_api_get_type (void);
@@ -82,6 +87,8 @@ typedef struct
                               mode */
   GStrv labels;            /* label_id -> label text */
   GArray *segments;        /* of GstUmgClipSegment */
+  GstClockTime source_pts; /* the pts of the frame the maps were computed from (see the
+                            * embedding meta); GST_CLOCK_TIME_NONE when unknown */
 } GstUmgClipSegmentationMeta;
 
 GType gst_umgclip_segmentation_meta_api_get_type (void);
@@ -106,7 +113,8 @@ void gst_umgclip_segmentation_meta_add_segment (GstUmgClipSegmentationMeta *meta
  * width, height (mask), frame-width, frame-height (gint), labels (GstValueArray of strings),
  * segments (GstValueArray of "segment" structures with id, label-id, label, score, is-thing,
  * x, y, width, height, area), class-map and instance-map (GstBuffer; instance-map only in
- * panoptic mode). Scaling the frame scales frame-width/frame-height and the boxes. */
+ * panoptic mode), and source-pts (guint64, as in the C meta). Scaling the frame scales
+ * frame-width/frame-height and the boxes; copies share the map buffers, which are read only. */
 #define GST_UMGCLIP_SEGMENTATION_CUSTOM_META_NAME "UmgClipSegmentation"
 
 /* Attaches the content of meta as a GstCustomMeta (see above). */
@@ -114,13 +122,29 @@ GstCustomMeta *
 gst_buffer_add_umgclip_segmentation_custom_meta (GstBuffer *buffer,
                                                  const GstUmgClipSegmentationMeta *meta);
 
-/* Writes (replaces) the "umgclip" param structure of roi: label, label_id (int) and confidence
- * of the best tag (DL Streamer's field names and types), tags (GstValueArray of strings) and scores
- * (GstValueArray of doubles) ranked best first, and model. labels, label_ids and scores have n
- * entries in any order. */
+/* The "umgclip" param structure of a region: label, label_id (int) and confidence of the best
+ * tag (DL Streamer's field names and types), tags (GstValueArray of strings) and scores
+ * (GstValueArray of doubles) ranked best first, model, and source-pts (guint64: the pts of the
+ * frame the tags were computed from; GST_CLOCK_TIME_NONE when unknown). labels, label_ids and
+ * scores have n entries in any order. */
+GstStructure *gst_umgclip_tags_structure_new (const gchar *model, const gchar *const *labels,
+                                              const guint *label_ids, const gdouble *scores,
+                                              guint n, GstClockTime source_pts);
+/* Writes (replaces) roi's param structure of params' name with params (taken). */
+void gst_umgclip_roi_replace_param (GstVideoRegionOfInterestMeta *roi, GstStructure *params);
+/* Writes (replaces) the "umgclip" param structure of roi, as gst_umgclip_tags_structure_new. */
 void gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *model,
                                const gchar *const *labels, const guint *label_ids,
-                               const gdouble *scores, guint n);
+                               const gdouble *scores, guint n, GstClockTime source_pts);
+
+/* The alerts active on a frame (umgclipalert), a GstCustomMeta named "UmgClipAlerts": its
+ * structure holds stream (string) and alerts, a GstValueArray of "alert" structures with query
+ * (string), score (double: the cosine of the frame with the query), since (guint64: the pts
+ * where the alert began) and source-pts (guint64: the frame the score comes from). */
+#define GST_UMGCLIP_ALERTS_CUSTOM_META_NAME "UmgClipAlerts"
+GstCustomMeta *gst_buffer_add_umgclip_alerts_meta (GstBuffer *buffer, const gchar *stream);
+void gst_umgclip_alerts_meta_add (GstCustomMeta *meta, const gchar *query, gdouble score,
+                                  GstClockTime since, GstClockTime source_pts);
 
 /* Reads a numeric field of any numeric type as a double (a detector may write label_id as
  * int or uint, confidence as float or double). FALSE when structure is NULL or the field is

@@ -129,10 +129,12 @@ def main():
         if sample is None:
             break
         buffer = sample.get_buffer()
-        structure = sample.get_caps().get_structure(0)
+        # VideoInfo rather than the caps' structure, which GStreamer 1.26's Python bindings
+        # hand out only inside a "with" block
+        info = GstVideo.VideoInfo.new_from_caps(sample.get_caps())
         frame = {"pts": buffer.pts,
-                 "width": structure.get_value("width"),
-                 "height": structure.get_value("height"),
+                 "width": info.width,
+                 "height": info.height,
                  "regions": read_regions(buffer),
                  "segmentation": read_segmentation(buffer)}
         print(json.dumps(frame), flush=True)

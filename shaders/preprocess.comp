@@ -1,23 +1,25 @@
 #version 450
-/* A video frame to the normalised network input [3, out_h, out_w], as
- * umgclip_frame_to_tensor (src/frame.c) does on the CPU: each output pixel reads four source
+/* A video frame, or a crop of it, to the normalised network input [3, out_h, out_w], as
+ * umg_frame_crop_to_tensor (src/frame.c) does on the CPU: each output pixel reads four source
  * pixels at PyTorch's bilinear taps (half-pixel centres, align_corners = false), converts them
  * to RGB from the frame's layout (for NV12 / I420 the frame's colour matrix and range, chroma
  * of the covering sample), interpolates, then applies value · gain + offset = (value / 255 - mean) / std.
  * The frame is uploaded as it arrived: bytes packed in 32-bit words, little-endian, each plane
- * at its byte offset with its stride. One invocation per output pixel. */
+ * at its byte offset with its stride. The crop (x, y, width, height) is read at run time and
+ * clamped to the frame as umg_crop_clamp does. One invocation per output pixel. */
 layout (constant_id = 0) const uint WORKGROUP_SIZE = 256;
 layout (local_size_x_id = 0) in;
 
 layout (std430, binding = 0) readonly buffer BufferFrame { uint words[]; };
 layout (std430, binding = 1) writeonly buffer BufferDst { float dst[]; };
+layout (std430, binding = 2) readonly buffer BufferCrop { int crop[]; };
 
 layout (push_constant) uniform Params
 {
   uint format, width, height, out_w, out_h;
   uint stride0, stride1, stride2;
   uint plane0, plane1, plane2; /* byte offsets from the frame's first byte */
-  uint offset_frame, offset_dst;
+  uint offset_frame, offset_dst, offset_crop;
   float gain0, gain1, gain2;
   float bias0, bias1, bias2;
   /* YUV → RGB (UmgYuvCoefficients) */
@@ -85,10 +87,19 @@ main ()
   if (index >= plane_size)
     return;
   const uint ox = index % p.out_w, oy = index / p.out_w;
+  const int width = int (p.width), height = int (p.height);
+  const uint crop_x = uint (clamp (crop[p.offset_crop], 0, width - 1));
+  const uint crop_y = uint (clamp (crop[p.offset_crop + 1u], 0, height - 1));
+  const uint crop_w = uint (clamp (crop[p.offset_crop + 2u], 1, width - int (crop_x)));
+  const uint crop_h = uint (clamp (crop[p.offset_crop + 3u], 1, height - int (crop_y)));
   uint x0, x1, y0, y1;
   float fx, fy;
-  bilinear_tap (ox, p.width, p.out_w, x0, x1, fx);
-  bilinear_tap (oy, p.height, p.out_h, y0, y1, fy);
+  bilinear_tap (ox, crop_w, p.out_w, x0, x1, fx);
+  bilinear_tap (oy, crop_h, p.out_h, y0, y1, fy);
+  x0 += crop_x;
+  x1 += crop_x;
+  y0 += crop_y;
+  y1 += crop_y;
 
   precise vec3 top = (1.0 - fx) * read_pixel (x0, y0) + fx * read_pixel (x1, y0);
   precise vec3 bottom = (1.0 - fx) * read_pixel (x0, y1) + fx * read_pixel (x1, y1);

@@ -1,27 +1,66 @@
-/* The CPU backend: the plain-C reference of every op in graph.h, with OpenBLAS for matrix
- * products. It is the oracle the Vulkan shaders are tested against and the fallback without a GPU.
- */
+/* The CPU backend: every op of graph.h on the host, split into tasks for the backend's thread
+ * pool (cpu_pool.c), with vector row kernels (cpu_kernels.c) and matrix products through the
+ * GEMM library (cpu_gemm.c). Each op keeps its plain-C reference (UMGCLIP_CPU_NAIVE=1 runs
+ * only those, with a double-accumulating matmul), the oracle the Vulkan shaders and the fast
+ * kernels are tested against.
+ *
+ * Results never depend on which other images share a batched pass: every product is cut
+ * into the same tiles for each image, and a tile is computed the same way whichever thread
+ * takes it. They depend on the thread count only through the GEMM tiles' widths. */
 #include "backend.h"
+#include "cpu_fusion.h"
+#include "cpu_gemm.h"
+#include "cpu_kernels.h"
+#include "cpu_pool.h"
 #include "frame.h"
 #include "region.h"
 #include "umgclip.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct
 {
   UmgBackend parent;
-  /* One f32 view per weight: F32 and I32 data is used in place, F16 is converted once. */
+  /* One f32 view per weight, made when a plan first reads it at run time: F32 and I32 data is
+   * used in place, F16 is converted once. Weight matrices the GEMM library packs get none. */
   const gfloat **weights;
   gsize *weight_elements;
-  const UmgTensor *weight_tensors; /* the caller's, for names in errors */
+  const UmgTensor *weight_tensors; /* the caller's, for the graph contract and its messages */
   gfloat **converted_weights;      /* owned copies of F16 weights, NULL where used in place */
   guint n_weights;
-  /* UMGCLIP_CPU_NAIVE=1: triple-loop matmul in double, to check the BLAS path against. */
-  gboolean naive_matmul;
+  /* UMGCLIP_CPU_NAIVE=1: the reference kernels and a triple-loop matmul in double. */
+  gboolean naive;
+  const UmgCpuKernels *kernels;
+  UmgCpuPool *pool;
+  UmgCpuGemmEngine *gemm; /* NULL when naive */
 } UmgCpuBackend;
+
+/* A rectangle of one product, computed by one GEMM call. */
+typedef struct
+{
+  gint m0, n0;
+  UmgCpuGemm *gemm;
+} Tile;
+
+typedef enum
+{
+  STEP_OP,        /* one op, split by rows or elements */
+  STEP_MATMUL,    /* one matmul, batch × tiles */
+  STEP_ATTENTION, /* matmul, softmax, matmul of attention fused: one task per head */
+} StepKind;
+
+typedef struct
+{
+  StepKind kind;
+  guint first; /* position of its (first) op */
+  guint n_tasks;
+  guint n_tiles;
+  Tile *tiles;
+  gboolean packed_b;        /* matmul: B is a weight the GEMM library keeps packed copies of */
+  UmgCpuGemm *logits, *mix; /* attention */
+} Step;
 
 struct _UmgPlan
 {
@@ -29,9 +68,8 @@ struct _UmgPlan
   gfloat *arena;         /* graph->arena_elements, 4-byte elements */
   const gfloat **consts; /* f32 views of graph->consts, like the weights */
   gfloat **converted_consts;
-  /* Product of an accumulating matmul with an activation, before it is added to C:
-   * the largest m × n among such ops. */
-  gfloat *matmul_scratch;
+  GArray *steps;             /* Step */
+  const void *const *inputs; /* during a run: the caller's inputs, read in place when direct */
 };
 
 /* ---- tensors as f32 views ---------------------------------------------------------------- */
@@ -81,6 +119,9 @@ clear_weights (UmgCpuBackend *cpu)
   g_clear_pointer (&cpu->weight_elements, g_free);
   cpu->n_weights = 0;
   cpu->weight_tensors = NULL;
+  /* packed copies of the old weights go too */
+  if (cpu->gemm != NULL)
+    umg_cpu_gemm_engine_forget_weights (cpu->gemm);
 }
 
 static gboolean
@@ -97,8 +138,12 @@ cpu_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weights,
   for (guint i = 0; i < n_weights; i++)
     {
       cpu->weight_elements[i] = weights[i].n_elements;
-      if (!tensor_view (&weights[i], &cpu->weights[i], &cpu->converted_weights[i], error))
+      if (weights[i].dtype != UMG_DTYPE_F32 && weights[i].dtype != UMG_DTYPE_F16
+          && weights[i].dtype != UMG_DTYPE_I32)
         {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
+                       "cpu: tensor '%s' has unknown dtype %d",
+                       weights[i].name ? weights[i].name : "?", (gint) weights[i].dtype);
           clear_weights (cpu);
           return FALSE;
         }
@@ -106,300 +151,24 @@ cpu_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weights,
   return TRUE;
 }
 
-/* ---- plan-time validation ------------------------------------------------------------------ */
-
-typedef struct
-{
-  UmgCpuBackend *cpu;
-  const UmgGraph *graph;
-  const UmgOp *op;
-  guint position;
-} OpCheck;
-
-#define OP_ERROR(check, error, ...) op_error (check, error, g_strdup_printf (__VA_ARGS__))
-
+/* The f32 view of weight index, converted on first use. */
 static gboolean
-op_error (const OpCheck *check, GError **error, gchar *message)
+weight_view (UmgCpuBackend *cpu, guint index, GError **error)
 {
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "cpu: op %u (%s): %s", check->position,
-               umg_op_name (check->op->type), message);
-  g_free (message);
-  return FALSE;
+  if (cpu->weights[index] != NULL)
+    return TRUE;
+  return tensor_view (&cpu->weight_tensors[index], &cpu->weights[index],
+                      &cpu->converted_weights[index], error);
 }
 
-static const gchar *
-storage_name (UmgStorage storage)
-{
-  switch (storage)
-    {
-    case UMG_STORAGE_ARENA:
-      return "arena";
-    case UMG_STORAGE_WEIGHT:
-      return "weight";
-    case UMG_STORAGE_CONST:
-      return "const";
-    }
-  return "unknown storage";
-}
+/* ---- reference matmul and the per-op row loops -------------------------------------------- */
 
-/* extent: elements read or written from ref.offset on; 0 when the op touches nothing there. */
-static gboolean
-check_ref (const OpCheck *check, UmgRef ref, gsize extent, const gchar *role, gboolean writable,
-           GError **error)
-{
-  gsize available;
-  const gchar *tensor_name = NULL;
-
-  if (umg_ref_is_none (ref))
-    return OP_ERROR (check, error, "%s is required but not set", role);
-  switch (ref.storage)
-    {
-    case UMG_STORAGE_ARENA:
-      available = check->graph->arena_elements;
-      break;
-    case UMG_STORAGE_WEIGHT:
-      if (ref.index >= check->cpu->n_weights)
-        return OP_ERROR (check, error, "%s refers to weight %u but the backend holds %u weights",
-                         role, ref.index, check->cpu->n_weights);
-      available = check->cpu->weight_elements[ref.index];
-      tensor_name = check->cpu->weight_tensors[ref.index].name;
-      break;
-    case UMG_STORAGE_CONST:
-      if (ref.index >= check->graph->consts->len)
-        return OP_ERROR (check, error, "%s refers to const %u but the graph has %u constants", role,
-                         ref.index, check->graph->consts->len);
-      {
-        const UmgTensor *tensor = g_ptr_array_index (check->graph->consts, ref.index);
-        available = tensor->n_elements;
-        tensor_name = tensor->name;
-      }
-      break;
-    default:
-      return OP_ERROR (check, error, "%s has unknown storage %d", role, (gint) ref.storage);
-    }
-  if (writable && ref.storage != UMG_STORAGE_ARENA)
-    return OP_ERROR (check, error, "%s must be in the arena, not in %s %u", role,
-                     storage_name (ref.storage), ref.index);
-  if (extent > 0 && (ref.offset > available || extent > available - ref.offset))
-    return OP_ERROR (check, error,
-                     "%s spans %" G_GSIZE_FORMAT " elements at offset %" G_GSIZE_FORMAT
-                     " of %s %u%s%s%s, which holds %" G_GSIZE_FORMAT,
-                     role, extent, ref.offset, storage_name (ref.storage), ref.index,
-                     tensor_name ? " ('" : "", tensor_name ? tensor_name : "",
-                     tensor_name ? "')" : "", available);
-  return TRUE;
-}
-
-static gboolean
-check_matmul (const OpCheck *check, GError **error)
-{
-  const UmgMatmulParams *mm = &check->op->p.mm;
-  gint b_cols = mm->trans_b ? mm->k : mm->n;
-  gint b_rows = mm->trans_b ? mm->n : mm->k;
-
-  if (mm->m < 1 || mm->n < 1 || mm->k < 1 || mm->batch < 1)
-    return OP_ERROR (check, error, "m %d, n %d, k %d and batch %d must all be >= 1", mm->m, mm->n,
-                     mm->k, mm->batch);
-  if (mm->lda < mm->k || mm->ldb < b_cols || mm->ldc < mm->n)
-    return OP_ERROR (check, error,
-                     "leading dimensions lda %d, ldb %d, ldc %d are smaller than the rows "
-                     "they hold (k %d, %s %d, n %d)",
-                     mm->lda, mm->ldb, mm->ldc, mm->k, mm->trans_b ? "k" : "n", b_cols, mm->n);
-  if (mm->stride_a < 0 || mm->stride_b < 0 || mm->stride_c < 0)
-    return OP_ERROR (check, error,
-                     "negative batch stride (a %" G_GINT64_FORMAT ", b %" G_GINT64_FORMAT
-                     ", c %" G_GINT64_FORMAT ")",
-                     mm->stride_a, mm->stride_b, mm->stride_c);
-  if (mm->act != UMG_ACT_NONE && mm->act != UMG_ACT_QUICK_GELU && mm->act != UMG_ACT_GELU)
-    return OP_ERROR (check, error, "unknown activation %d", (gint) mm->act);
-  if (!check_ref (check, check->op->src[0],
-                  umg_strided_extent (mm->batch, mm->stride_a, mm->m, mm->lda, mm->k), "a", FALSE,
-                  error)
-      || !check_ref (check, check->op->src[1],
-                     umg_strided_extent (mm->batch, mm->stride_b, b_rows, mm->ldb, b_cols), "b",
-                     FALSE, error)
-      || !check_ref (check, check->op->dst,
-                     umg_strided_extent (mm->batch, mm->stride_c, mm->m, mm->ldc, mm->n), "c", TRUE,
-                     error))
-    return FALSE;
-  if (!umg_ref_is_none (check->op->src[2])
-      && !check_ref (check, check->op->src[2], mm->n, "bias", FALSE, error))
-    return FALSE;
-  return TRUE;
-}
-
-static gboolean
-check_op (const OpCheck *check, GError **error)
-{
-  const UmgOp *op = check->op;
-
-  switch (op->type)
-    {
-    case UMG_OP_MATMUL:
-      return check_matmul (check, error);
-    case UMG_OP_LAYERNORM:
-      if (op->p.ln.rows < 0 || op->p.ln.cols < 1 || op->p.ln.src_stride < op->p.ln.cols
-          || op->p.ln.dst_stride < op->p.ln.cols)
-        return OP_ERROR (check, error, "bad shape: rows %d, cols %d, src_stride %d, dst_stride %d",
-                         op->p.ln.rows, op->p.ln.cols, op->p.ln.src_stride, op->p.ln.dst_stride);
-      return check_ref (
-                 check, op->src[0],
-                 umg_strided_extent (1, 0, op->p.ln.rows, op->p.ln.src_stride, op->p.ln.cols), "x",
-                 FALSE, error)
-             && (umg_ref_is_none (op->src[1])
-                 || check_ref (check, op->src[1], op->p.ln.cols, "gamma", FALSE, error))
-             && (umg_ref_is_none (op->src[2])
-                 || check_ref (check, op->src[2], op->p.ln.cols, "beta", FALSE, error))
-             && check_ref (
-                 check, op->dst,
-                 umg_strided_extent (1, 0, op->p.ln.rows, op->p.ln.dst_stride, op->p.ln.cols),
-                 "dst", TRUE, error);
-    case UMG_OP_SOFTMAX:
-      if (op->p.softmax.batch < 0 || op->p.softmax.rows < 0 || op->p.softmax.cols < 1)
-        return OP_ERROR (check, error, "bad shape: batch %d, rows %d, cols %d", op->p.softmax.batch,
-                         op->p.softmax.rows, op->p.softmax.cols);
-      return check_ref (check, op->dst,
-                        (gsize) op->p.softmax.batch * op->p.softmax.rows * op->p.softmax.cols,
-                        "dst", TRUE, error)
-             && (umg_ref_is_none (op->src[0])
-                 || check_ref (check, op->src[0], (gsize) op->p.softmax.rows * op->p.softmax.cols,
-                               "bias", FALSE, error));
-    case UMG_OP_GATHER:
-      if (op->p.gather.rows < 0 || op->p.gather.cols < 1
-          || op->p.gather.src_stride < op->p.gather.cols)
-        return OP_ERROR (check, error, "bad shape: rows %d, cols %d, src_stride %d",
-                         op->p.gather.rows, op->p.gather.cols, op->p.gather.src_stride);
-      if (op->src[1].storage != UMG_STORAGE_ARENA)
-        {
-          const UmgTensor *tensor = op->src[1].storage == UMG_STORAGE_CONST
-                                            && op->src[1].index < check->graph->consts->len
-                                        ? g_ptr_array_index (check->graph->consts, op->src[1].index)
-                                        : NULL;
-          if (tensor == NULL || tensor->dtype != UMG_DTYPE_I32)
-            return OP_ERROR (check, error, "ids must be i32, in the arena or an I32 const");
-        }
-      /* Row ids are only known at run time; there they are checked against the table. */
-      return check_ref (check, op->src[0], op->p.gather.cols, "table", FALSE, error)
-             && check_ref (check, op->src[1], op->p.gather.rows, "ids", FALSE, error)
-             && check_ref (check, op->dst, (gsize) op->p.gather.rows * op->p.gather.cols, "dst",
-                           TRUE, error);
-    case UMG_OP_IM2COL:
-      {
-        gint channels = op->p.im2col.channels, patch = op->p.im2col.patch;
-        if (channels < 1 || patch < 1 || op->p.im2col.grid_h < 0 || op->p.im2col.grid_w < 0
-            || (gint64) op->p.im2col.grid_h * patch > op->p.im2col.height
-            || (gint64) op->p.im2col.grid_w * patch > op->p.im2col.width)
-          return OP_ERROR (check, error,
-                           "bad shape: %d channels of %d x %d, patch %d, grid %d x %d", channels,
-                           op->p.im2col.height, op->p.im2col.width, patch, op->p.im2col.grid_h,
-                           op->p.im2col.grid_w);
-        return check_ref (check, op->src[0],
-                          (gsize) channels * op->p.im2col.height * op->p.im2col.width, "image",
-                          FALSE, error)
-               && check_ref (check, op->dst,
-                             (gsize) op->p.im2col.grid_h * op->p.im2col.grid_w * channels * patch
-                                 * patch,
-                             "dst", TRUE, error);
-      }
-    case UMG_OP_ADD:
-      if (op->p.add.n < 0 || op->p.add.n_b < 1)
-        return OP_ERROR (check, error, "bad sizes: n %" G_GINT64_FORMAT ", n_b %" G_GINT64_FORMAT,
-                         op->p.add.n, op->p.add.n_b);
-      return check_ref (check, op->src[0], op->p.add.n, "a", FALSE, error)
-             && check_ref (check, op->src[1], op->p.add.n > 0 ? op->p.add.n_b : 0, "b", FALSE,
-                           error)
-             && check_ref (check, op->dst, op->p.add.n, "dst", TRUE, error);
-    case UMG_OP_COPY:
-      if (op->p.copy.rows < 0 || op->p.copy.cols < 1 || op->p.copy.src_stride < op->p.copy.cols
-          || op->p.copy.dst_stride < op->p.copy.cols)
-        return OP_ERROR (check, error, "bad shape: rows %d, cols %d, src_stride %d, dst_stride %d",
-                         op->p.copy.rows, op->p.copy.cols, op->p.copy.src_stride,
-                         op->p.copy.dst_stride);
-      return check_ref (
-                 check, op->src[0],
-                 umg_strided_extent (1, 0, op->p.copy.rows, op->p.copy.src_stride, op->p.copy.cols),
-                 "src", FALSE, error)
-             && check_ref (
-                 check, op->dst,
-                 umg_strided_extent (1, 0, op->p.copy.rows, op->p.copy.dst_stride, op->p.copy.cols),
-                 "dst", TRUE, error);
-    case UMG_OP_ROI_ALIGN:
-      if (op->p.roi.grid_h < 1 || op->p.roi.grid_w < 1 || op->p.roi.cols < 1
-          || op->p.roi.n_boxes < 0 || op->p.roi.output_size < 1 || op->p.roi.sampling < 1)
-        return OP_ERROR (check, error,
-                         "bad shape: map %d x %d x %d, %d boxes, output_size %d, sampling %d",
-                         op->p.roi.grid_h, op->p.roi.grid_w, op->p.roi.cols, op->p.roi.n_boxes,
-                         op->p.roi.output_size, op->p.roi.sampling);
-      return check_ref (check, op->src[0],
-                        (gsize) op->p.roi.grid_h * op->p.roi.grid_w * op->p.roi.cols, "map", FALSE,
-                        error)
-             && check_ref (check, op->src[1], (gsize) op->p.roi.n_boxes * 4, "boxes", FALSE, error)
-             && check_ref (check, op->dst, (gsize) op->p.roi.n_boxes * op->p.roi.cols, "dst", TRUE,
-                           error);
-    case UMG_OP_L2NORM:
-      if (op->p.l2.rows < 0 || op->p.l2.cols < 1)
-        return OP_ERROR (check, error, "bad shape: rows %d, cols %d", op->p.l2.rows, op->p.l2.cols);
-      return check_ref (check, op->src[0], (gsize) op->p.l2.rows * op->p.l2.cols, "x", FALSE, error)
-             && check_ref (check, op->dst, (gsize) op->p.l2.rows * op->p.l2.cols, "dst", TRUE,
-                           error);
-    case UMG_OP_PREPROCESS:
-      {
-        gsize bytes[3], end = 0;
-        guint n_planes
-            = umg_frame_plane_bytes (op->p.preprocess.format, op->p.preprocess.width,
-                                     op->p.preprocess.height, op->p.preprocess.strides, bytes);
-        if (n_planes == 0 || op->p.preprocess.width < 1 || op->p.preprocess.height < 1
-            || op->p.preprocess.out_w < 1 || op->p.preprocess.out_h < 1)
-          return OP_ERROR (check, error, "bad frame: format %d, %d x %d to %d x %d",
-                           op->p.preprocess.format, op->p.preprocess.width, op->p.preprocess.height,
-                           op->p.preprocess.out_w, op->p.preprocess.out_h);
-        for (guint i = 0; i < n_planes; i++)
-          end = MAX (end, (gsize) op->p.preprocess.offsets[i] + bytes[i]);
-        return check_ref (check, op->src[0], (end + 3) / 4, "frame", FALSE, error)
-               && check_ref (check, op->dst,
-                             3 * (gsize) op->p.preprocess.out_w * op->p.preprocess.out_h, "dst",
-                             TRUE, error);
-      }
-    case UMG_N_OPS:
-      break;
-    }
-  return OP_ERROR (check, error, "unknown op type %d", (gint) op->type);
-}
-
-/* ---- ops --------------------------------------------------------------------------------- */
-
-static gfloat
-activate (gfloat x, UmgActivation act)
-{
-  switch (act)
-    {
-    case UMG_ACT_QUICK_GELU:
-      return x / (1.0f + expf (-1.702f * x));
-    case UMG_ACT_GELU:
-      return 0.5f * x * (1.0f + erff (x * (gfloat) M_SQRT1_2));
-    case UMG_ACT_NONE:
-      break;
-    }
-  return x;
-}
-
-/* c_row = act(product_row + bias), or c_row += that when accumulating. */
+/* Rows [r0, r1) of batch b of the double-accumulating reference product. */
 static void
-matmul_epilogue (gfloat *c_row, const gfloat *product_row, const gfloat *bias, gint n,
-                 UmgActivation act, gboolean accumulate)
+matmul_naive_rows (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const gfloat *bias,
+                   gfloat *c, gint r0, gint r1, const UmgCpuKernels *kernels)
 {
-  for (gint j = 0; j < n; j++)
-    {
-      gfloat value = activate (product_row[j] + (bias ? bias[j] : 0.0f), act);
-      c_row[j] = accumulate ? c_row[j] + value : value;
-    }
-}
-
-static void
-matmul_naive (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const gfloat *bias,
-              gfloat *c)
-{
-  for (gint i = 0; i < mm->m; i++)
+  for (gint i = r0; i < r1; i++)
     for (gint j = 0; j < mm->n; j++)
       {
         gdouble sum = 0.0;
@@ -410,284 +179,59 @@ matmul_naive (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const
             sum += (gdouble) a[(gsize) i * mm->lda + l] * b_value;
           }
         product = (gfloat) (mm->alpha * sum);
-        matmul_epilogue (c + (gsize) i * mm->ldc + j, &product, bias ? bias + j : NULL, 1, mm->act,
-                         mm->accumulate);
+        kernels->epilogue (c + (gsize) i * mm->ldc + j, &product, bias ? bias + j : NULL, 1,
+                           mm->act, mm->accumulate);
       }
 }
 
 static void
-matmul_blas (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const gfloat *bias,
-             gfloat *c, gfloat *scratch)
+im2col_rows (const UmgIm2colParams *p, const gfloat *image, gfloat *dst, gint gy0, gint gy1)
 {
-  enum CBLAS_TRANSPOSE trans_b = mm->trans_b ? CblasTrans : CblasNoTrans;
+  gsize plane = (gsize) p->height * p->width;
+  gsize row_length = (gsize) p->channels * p->patch * p->patch;
 
-  if (!mm->accumulate || mm->act == UMG_ACT_NONE)
-    {
-      /* Without an activation, accumulating is sgemm's own beta = 1. */
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a, mm->lda,
-                   b, mm->ldb, mm->accumulate ? 1.0f : 0.0f, c, mm->ldc);
-      if (bias == NULL && mm->act == UMG_ACT_NONE)
-        return;
-      for (gint i = 0; i < mm->m; i++)
-        {
-          gfloat *row = c + (gsize) i * mm->ldc;
-          matmul_epilogue (row, row, bias, mm->n, mm->act, FALSE);
-        }
-      return;
-    }
-  /* The activation applies to the new product only, so it needs its own buffer. */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, trans_b, mm->m, mm->n, mm->k, mm->alpha, a, mm->lda, b,
-               mm->ldb, 0.0f, scratch, mm->n);
-  for (gint i = 0; i < mm->m; i++)
-    matmul_epilogue (c + (gsize) i * mm->ldc, scratch + (gsize) i * mm->n, bias, mm->n, mm->act,
-                     TRUE);
-}
-
-static void
-cpu_matmul (const UmgMatmulParams *mm, const gfloat *a, const gfloat *b, const gfloat *bias,
-            gfloat *c, gfloat *scratch, gboolean naive)
-{
-  for (gint batch = 0; batch < mm->batch; batch++)
-    {
-      const gfloat *a_batch = a + batch * mm->stride_a;
-      const gfloat *b_batch = b + batch * mm->stride_b;
-      gfloat *c_batch = c + batch * mm->stride_c;
-      if (naive)
-        matmul_naive (mm, a_batch, b_batch, bias, c_batch);
-      else
-        matmul_blas (mm, a_batch, b_batch, bias, c_batch, scratch);
-    }
-}
-
-static void
-cpu_layernorm (const UmgOp *op, const gfloat *x, const gfloat *gamma, const gfloat *beta,
-               gfloat *dst)
-{
-  gint cols = op->p.ln.cols;
-
-  for (gint r = 0; r < op->p.ln.rows; r++)
-    {
-      const gfloat *in = x + (gsize) r * op->p.ln.src_stride;
-      gfloat *out = dst + (gsize) r * op->p.ln.dst_stride;
-      gdouble mean = 0.0, variance = 0.0, inv_std;
-
-      for (gint c = 0; c < cols; c++)
-        mean += in[c];
-      mean /= cols;
-      for (gint c = 0; c < cols; c++)
-        variance += (in[c] - mean) * (in[c] - mean);
-      /* population variance, as torch's layer_norm */
-      variance /= cols;
-      inv_std = 1.0 / sqrt (variance + op->p.ln.eps);
-      for (gint c = 0; c < cols; c++)
-        {
-          gdouble normalised = (in[c] - mean) * inv_std;
-          out[c] = (gfloat) (normalised * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f));
-        }
-    }
-}
-
-static void
-cpu_softmax (const UmgOp *op, const gfloat *bias, gfloat *x)
-{
-  gint rows = op->p.softmax.rows, cols = op->p.softmax.cols;
-
-  for (gint batch = 0; batch < op->p.softmax.batch; batch++)
-    for (gint r = 0; r < rows; r++)
+  for (gint gy = gy0; gy < gy1; gy++)
+    for (gint gx = 0; gx < p->grid_w; gx++)
       {
-        gfloat *row = x + ((gsize) batch * rows + r) * cols;
-        gint visible = op->p.softmax.causal ? MIN (r + 1, cols) : cols;
-        gfloat max = -INFINITY;
-        gdouble sum = 0.0;
-
-        if (bias != NULL)
-          for (gint c = 0; c < cols; c++)
-            row[c] += bias[(gsize) r * cols + c];
-        for (gint c = 0; c < visible; c++)
-          max = MAX (max, row[c]);
-        /* A row masked out entirely by -inf biases gives zeros rather than NaN. */
-        if (max == -INFINITY)
-          visible = 0;
-        for (gint c = 0; c < visible; c++)
-          {
-            row[c] = expf (row[c] - max);
-            sum += row[c];
-          }
-        for (gint c = 0; c < visible; c++)
-          row[c] = (gfloat) (row[c] / sum);
-        for (gint c = visible; c < cols; c++)
-          row[c] = 0.0f;
-      }
-}
-
-static gboolean
-cpu_gather (const UmgOp *op, const gfloat *table, gsize table_elements, const gint32 *ids,
-            gfloat *dst, guint position, GError **error)
-{
-  gint cols = op->p.gather.cols;
-
-  for (gint r = 0; r < op->p.gather.rows; r++)
-    {
-      gint32 id = ids[r];
-      gsize start = (gsize) id * op->p.gather.src_stride;
-      if (id < 0 || start > table_elements || (gsize) cols > table_elements - start)
-        {
-          g_set_error (
-              error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-              "cpu: op %u (gather): id %d at row %d is outside the table of %" G_GSIZE_FORMAT
-              " rows",
-              position, id, r, table_elements / op->p.gather.src_stride);
-          return FALSE;
-        }
-      memcpy (dst + (gsize) r * cols, table + start, cols * sizeof (gfloat));
-    }
-  return TRUE;
-}
-
-static void
-cpu_im2col (const UmgOp *op, const gfloat *image, gfloat *dst)
-{
-  gint patch = op->p.im2col.patch, width = op->p.im2col.width;
-  gsize plane = (gsize) op->p.im2col.height * width;
-  gsize row_length = (gsize) op->p.im2col.channels * patch * patch;
-
-  for (gint gy = 0; gy < op->p.im2col.grid_h; gy++)
-    for (gint gx = 0; gx < op->p.im2col.grid_w; gx++)
-      {
-        gfloat *out = dst + ((gsize) gy * op->p.im2col.grid_w + gx) * row_length;
-        for (gint channel = 0; channel < op->p.im2col.channels; channel++)
-          for (gint ky = 0; ky < patch; ky++)
+        gfloat *out = dst + ((gsize) gy * p->grid_w + gx) * row_length;
+        for (gint channel = 0; channel < p->channels; channel++)
+          for (gint ky = 0; ky < p->patch; ky++)
             {
-              const gfloat *in = image + channel * plane + (gsize) (gy * patch + ky) * width
-                                 + (gsize) gx * patch;
-              memcpy (out, in, patch * sizeof (gfloat));
-              out += patch;
+              const gfloat *in = image + channel * plane + (gsize) (gy * p->patch + ky) * p->width
+                                 + (gsize) gx * p->patch;
+              memcpy (out, in, p->patch * sizeof (gfloat));
+              out += p->patch;
             }
       }
 }
 
+/* dst[i] = a[i] + b[i % n_b] for i in [i0, i1) */
 static void
-cpu_add (const UmgOp *op, const gfloat *a, const gfloat *b, gfloat *dst)
+add_range (const gfloat *a, const gfloat *b, gint64 n_b, gfloat *dst, gint64 i0, gint64 i1)
 {
-  gint64 n_b = op->p.add.n_b;
-
-  for (gint64 i = 0; i < op->p.add.n; i++)
-    dst[i] = a[i] + b[i % n_b];
-}
-
-static void
-cpu_copy (const UmgOp *op, const gfloat *src, gfloat *dst)
-{
-  for (gint r = 0; r < op->p.copy.rows; r++)
-    memmove (dst + (gsize) r * op->p.copy.dst_stride, src + (gsize) r * op->p.copy.src_stride,
-             op->p.copy.cols * sizeof (gfloat));
-}
-
-static void
-cpu_roi_align (const UmgOp *op, const gfloat *map, const gfloat *boxes, gfloat *dst)
-{
-  umg_roi_align (map, op->p.roi.grid_h, op->p.roi.grid_w, op->p.roi.cols, boxes, op->p.roi.n_boxes,
-                 op->p.roi.output_size, op->p.roi.sampling, dst);
-}
-
-static void
-cpu_l2norm (const UmgOp *op, const gfloat *x, gfloat *dst)
-{
-  gint cols = op->p.l2.cols;
-
-  for (gint r = 0; r < op->p.l2.rows; r++)
+  gint64 j = i0 % n_b;
+  for (gint64 i = i0; i < i1;)
     {
-      const gfloat *in = x + (gsize) r * cols;
-      gfloat *out = dst + (gsize) r * cols;
-      gdouble squares = 0.0, scale;
-      for (gint c = 0; c < cols; c++)
-        squares += (gdouble) in[c] * in[c];
-      scale = 1.0 / MAX (sqrt (squares), 1e-12);
-      for (gint c = 0; c < cols; c++)
-        out[c] = (gfloat) (in[c] * scale);
+      gint64 run = MIN (i1 - i, n_b - j);
+      for (gint64 x = 0; x < run; x++)
+        dst[i + x] = a[i + x] + b[j + x];
+      i += run;
+      j = 0;
     }
 }
 
-/* ---- plan and run ------------------------------------------------------------------------ */
-
 static void
-cpu_free_plan (UmgBackend *backend, UmgPlan *plan)
+l2norm_row (const gfloat *in, gfloat *out, gint cols)
 {
-  if (plan == NULL)
-    return;
-  if (plan->converted_consts != NULL)
-    for (guint i = 0; i < plan->graph->consts->len; i++)
-      g_free (plan->converted_consts[i]);
-  g_free (plan->converted_consts);
-  g_free (plan->consts);
-  g_free (plan->arena);
-  g_free (plan->matmul_scratch);
-  g_free (plan);
+  gdouble squares = 0.0, scale;
+  for (gint c = 0; c < cols; c++)
+    squares += (gdouble) in[c] * in[c];
+  scale = 1.0 / MAX (sqrt (squares), 1e-12);
+  for (gint c = 0; c < cols; c++)
+    out[c] = (gfloat) (in[c] * scale);
 }
 
-static gboolean
-check_slots (const UmgGraph *graph, GArray *slots, const gchar *kind, GError **error)
-{
-  for (guint i = 0; i < slots->len; i++)
-    {
-      const UmgSlot *slot = &g_array_index (slots, UmgSlot, i);
-      if (slot->offset > graph->arena_elements
-          || slot->n_elements > graph->arena_elements - slot->offset)
-        {
-          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                       "cpu: %s %u (%" G_GSIZE_FORMAT " elements at %" G_GSIZE_FORMAT
-                       ") lies outside the arena of %" G_GSIZE_FORMAT " elements",
-                       kind, i, slot->n_elements, slot->offset, graph->arena_elements);
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
-static UmgPlan *
-cpu_plan (UmgBackend *backend, const UmgGraph *graph, GError **error)
-{
-  UmgCpuBackend *cpu = (UmgCpuBackend *) backend;
-  UmgPlan *plan;
-  gsize scratch_elements = 0;
-
-  for (guint i = 0; i < graph->ops->len; i++)
-    {
-      const UmgOp *op = &g_array_index (graph->ops, UmgOp, i);
-      OpCheck check = { cpu, graph, op, i };
-      if (!check_op (&check, error))
-        return NULL;
-      if (op->type == UMG_OP_MATMUL && op->p.mm.accumulate && op->p.mm.act != UMG_ACT_NONE)
-        scratch_elements = MAX (scratch_elements, (gsize) op->p.mm.m * op->p.mm.n);
-    }
-  if (!check_slots (graph, graph->inputs, "input", error)
-      || !check_slots (graph, graph->outputs, "output", error))
-    return NULL;
-
-  plan = g_new0 (UmgPlan, 1);
-  plan->graph = graph;
-  plan->consts = g_new0 (const gfloat *, MAX (graph->consts->len, 1));
-  plan->converted_consts = g_new0 (gfloat *, MAX (graph->consts->len, 1));
-  for (guint i = 0; i < graph->consts->len; i++)
-    if (!tensor_view (g_ptr_array_index (graph->consts, i), &plan->consts[i],
-                      &plan->converted_consts[i], error))
-      {
-        cpu_free_plan (backend, plan);
-        return NULL;
-      }
-  plan->arena = g_try_new0 (gfloat, MAX (graph->arena_elements, 1));
-  if (scratch_elements > 0)
-    plan->matmul_scratch = g_try_new (gfloat, scratch_elements);
-  if (plan->arena == NULL || (scratch_elements > 0 && plan->matmul_scratch == NULL))
-    {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
-                   "cpu: out of memory allocating an arena of %" G_GSIZE_FORMAT " elements",
-                   graph->arena_elements);
-      cpu_free_plan (backend, plan);
-      return NULL;
-    }
-  return plan;
-}
+/* ---- planning: ops into steps of parallel tasks ------------------------------------------ */
 
 static const gfloat *
 resolve (UmgCpuBackend *cpu, UmgPlan *plan, UmgRef ref)
@@ -702,6 +246,8 @@ resolve (UmgCpuBackend *cpu, UmgPlan *plan, UmgRef ref)
       return cpu->weights[ref.index] + ref.offset;
     case UMG_STORAGE_CONST:
       return plan->consts[ref.index] + ref.offset;
+    case UMG_STORAGE_INPUT:
+      return (const gfloat *) plan->inputs[ref.index] + ref.offset;
     }
   return NULL;
 }
@@ -718,90 +264,585 @@ table_elements (UmgCpuBackend *cpu, UmgPlan *plan, UmgRef ref)
     case UMG_STORAGE_CONST:
       return ((const UmgTensor *) g_ptr_array_index (plan->graph->consts, ref.index))->n_elements
              - ref.offset;
+    case UMG_STORAGE_INPUT:
+      return g_array_index (plan->graph->inputs, UmgSlot, ref.index).n_elements - ref.offset;
     }
   return 0;
 }
 
-static gboolean
-execute_op (UmgCpuBackend *cpu, UmgPlan *plan, const UmgOp *op, guint position, GError **error)
+/* The GEMM library's form of one (tile of a) matmul; packable_b and weight_key as
+ * UmgCpuGemmShape. */
+static UmgCpuGemm *
+new_gemm (UmgCpuBackend *cpu, const UmgMatmulParams *mm, gboolean bias, gint m, gint n,
+          const gfloat *packable_b, gconstpointer weight_key, GError **error)
 {
-  const gfloat *src0 = resolve (cpu, plan, op->src[0]);
-  const gfloat *src1 = resolve (cpu, plan, op->src[1]);
-  const gfloat *src2 = resolve (cpu, plan, op->src[2]);
-  gfloat *dst = plan->arena + op->dst.offset;
+  UmgCpuGemmShape shape = {
+    .m = m,
+    .n = n,
+    .k = mm->k,
+    .lda = mm->lda,
+    .ldb = mm->ldb,
+    .ldc = mm->ldc,
+    .trans_b = mm->trans_b,
+    .accumulate = mm->accumulate,
+    .bias = bias,
+    .act = mm->act,
+    .alpha = mm->alpha,
+    .packable_b = packable_b,
+    .weight_key = weight_key,
+  };
+  return umg_cpu_gemm_new (cpu->gemm, &shape, error);
+}
+
+/* The GEMM of one tile whose B is rows × cols of weight ref (rows ldb apart). A library that
+ * packs gets F16 weights converted for the tile alone, so no f32 copy of them stays. */
+static UmgCpuGemm *
+new_weight_gemm (UmgCpuBackend *cpu, const UmgMatmulParams *mm, gboolean bias, gint m, gint n,
+                 UmgRef ref, gint rows, gint cols, gboolean packed, GError **error)
+{
+  const UmgTensor *tensor = &cpu->weight_tensors[ref.index];
+  gsize extent = umg_strided_extent (1, 0, rows, mm->ldb, cols);
+  g_autofree gfloat *converted = NULL;
+  UmgCpuGemm *gemm;
+
+  if (packed && tensor->dtype == UMG_DTYPE_F16)
+    {
+      const guint16 *half = (const guint16 *) tensor->data + ref.offset;
+      converted = g_try_new (gfloat, extent);
+      if (converted == NULL)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                       "cpu: out of memory converting a tile of '%s' to f32",
+                       tensor->name ? tensor->name : "?");
+          return NULL;
+        }
+      for (gsize i = 0; i < extent; i++)
+        converted[i] = umg_half_to_float (half[i]);
+      return new_gemm (cpu, mm, bias, m, n, converted, half, error);
+    }
+  if (!weight_view (cpu, ref.index, error))
+    return NULL;
+  gemm = new_gemm (cpu, mm, bias, m, n, cpu->weights[ref.index] + ref.offset,
+                   cpu->weights[ref.index] + ref.offset, error);
+  return gemm;
+}
+
+/* Column (and, for narrow products, row) tiles for the pool's threads. Columns split at
+ * multiples of 16; the tiles depend on the shape and the thread count only, never on the
+ * batch. Weight matrices are packed per tile. */
+static gboolean
+plan_matmul (UmgCpuBackend *cpu, const UmgOp *op, Step *step, GError **error)
+{
+  const UmgMatmulParams *mm = &op->p.mm;
+  const gint threads = (gint) umg_cpu_pool_threads (cpu->pool);
+  const gint n_parts = CLAMP (mm->n / 64, 1, threads);
+  const gint m_parts = CLAMP (mm->m / 32, 1, (threads + n_parts - 1) / n_parts);
+  const gboolean weight
+      = op->src[1].storage == UMG_STORAGE_WEIGHT && (mm->batch == 1 || mm->stride_b == 0);
+  const gboolean bias = !umg_ref_is_none (op->src[2]);
+
+  step->kind = STEP_MATMUL;
+  step->packed_b = weight && umg_cpu_gemm_engine_packs (cpu->gemm);
+  step->n_tiles = (guint) (n_parts * m_parts);
+  step->tiles = g_new0 (Tile, step->n_tiles);
+  step->n_tasks = (guint) mm->batch * step->n_tiles;
+  for (gint mi = 0; mi < m_parts; mi++)
+    for (gint ni = 0; ni < n_parts; ni++)
+      {
+        Tile *tile = &step->tiles[mi * n_parts + ni];
+        gsize m0, m1;
+        gint n0 = ni == 0 ? 0 : MIN (((gint64) mm->n * ni / n_parts + 8) / 16 * 16, mm->n);
+        gint n1 = ni == n_parts - 1
+                      ? mm->n
+                      : MIN (((gint64) mm->n * (ni + 1) / n_parts + 8) / 16 * 16, mm->n);
+        umg_cpu_split (mm->m, m_parts, mi, &m0, &m1);
+        tile->m0 = (gint) m0;
+        tile->n0 = n0;
+        if (weight)
+          tile->gemm = new_weight_gemm (
+              cpu, mm, bias, (gint) (m1 - m0), n1 - n0,
+              umg_ref_offset (op->src[1], mm->trans_b ? (gsize) n0 * mm->ldb : (gsize) n0),
+              mm->trans_b ? n1 - n0 : mm->k, mm->trans_b ? mm->k : n1 - n0, step->packed_b, error);
+        else
+          tile->gemm = new_gemm (cpu, mm, bias, (gint) (m1 - m0), n1 - n0, NULL, NULL, error);
+        if (tile->gemm == NULL)
+          return FALSE;
+      }
+  return TRUE;
+}
+
+static gboolean
+plan_attention (UmgCpuBackend *cpu, const UmgOp *ops, Step *step, GError **error)
+{
+  const UmgMatmulParams *l = &ops[0].p.mm, *m = &ops[2].p.mm;
+
+  step->kind = STEP_ATTENTION;
+  step->n_tasks = (guint) l->batch;
+  step->logits = new_gemm (cpu, l, FALSE, l->m, l->n, NULL, NULL, error);
+  step->mix = step->logits ? new_gemm (cpu, m, FALSE, m->m, m->n, NULL, NULL, error) : NULL;
+  return step->mix != NULL;
+}
+
+/* Tasks for items of item_size elements: four per thread (balance on a loaded machine), none
+ * much under 4096 elements, at most one per item. */
+static guint
+chunks (UmgCpuBackend *cpu, gsize items, gsize item_size)
+{
+  gsize by_size = MAX (items * item_size / 4096, 1);
+  return (guint) MAX (MIN (MIN (items, by_size), 4 * umg_cpu_pool_threads (cpu->pool)), 1);
+}
+
+/* Tasks of an op computed row by row or element by element; 1 where rows could overlap. */
+static guint
+op_tasks (UmgCpuBackend *cpu, const UmgOp *op)
+{
+  switch (op->type)
+    {
+    case UMG_OP_MATMUL:
+      return chunks (cpu, (gsize) op->p.mm.batch * op->p.mm.m, (gsize) op->p.mm.n * op->p.mm.k);
+    case UMG_OP_LAYERNORM:
+      {
+        const UmgLayernormParams *ln = &op->p.ln;
+        gboolean in_place = op->src[0].storage == op->dst.storage
+                            && op->src[0].offset == op->dst.offset
+                            && ln->src_stride == ln->dst_stride;
+        if (!in_place
+            && umg_cpu_overlaps (
+                op->src[0], umg_strided_extent (1, 0, ln->rows, ln->src_stride, ln->cols), op->dst,
+                umg_strided_extent (1, 0, ln->rows, ln->dst_stride, ln->cols)))
+          return 1;
+        return chunks (cpu, ln->rows, ln->cols);
+      }
+    case UMG_OP_SOFTMAX:
+      return chunks (cpu, (gsize) op->p.softmax.batch * op->p.softmax.rows, op->p.softmax.cols);
+    case UMG_OP_GATHER:
+      return chunks (cpu, op->p.gather.rows, op->p.gather.cols);
+    case UMG_OP_IM2COL:
+      return chunks (cpu, op->p.im2col.grid_h,
+                     (gsize) op->p.im2col.grid_w * op->p.im2col.channels * op->p.im2col.patch
+                         * op->p.im2col.patch);
+    case UMG_OP_ADD:
+      if (umg_cpu_overlaps (op->src[1], op->p.add.n_b, op->dst, op->p.add.n))
+        return 1;
+      return chunks (cpu, (op->p.add.n + 255) / 256, 256);
+    case UMG_OP_COPY:
+      {
+        const UmgCopyParams *copy = &op->p.copy;
+        if (umg_cpu_overlaps (
+                op->src[0], umg_strided_extent (1, 0, copy->rows, copy->src_stride, copy->cols),
+                op->dst, umg_strided_extent (1, 0, copy->rows, copy->dst_stride, copy->cols)))
+          return 1;
+        return chunks (cpu, copy->rows, copy->cols);
+      }
+    case UMG_OP_ROI_ALIGN:
+      return chunks (cpu, op->p.roi.n_boxes,
+                     (gsize) op->p.roi.output_size * op->p.roi.output_size * op->p.roi.sampling
+                         * op->p.roi.sampling * op->p.roi.cols);
+    case UMG_OP_L2NORM:
+      return chunks (cpu, op->p.l2.rows, op->p.l2.cols);
+    case UMG_OP_PREPROCESS:
+    case UMG_N_OPS:
+      break;
+    }
+  return 1;
+}
+
+static void
+step_clear (Step *step)
+{
+  for (guint i = 0; i < step->n_tiles; i++)
+    umg_cpu_gemm_free (step->tiles[i].gemm);
+  g_free (step->tiles);
+  umg_cpu_gemm_free (step->logits);
+  umg_cpu_gemm_free (step->mix);
+}
+
+static void
+cpu_free_plan (UmgBackend *backend, UmgPlan *plan)
+{
+  if (plan == NULL)
+    return;
+  if (plan->steps != NULL)
+    for (guint i = 0; i < plan->steps->len; i++)
+      step_clear (&g_array_index (plan->steps, Step, i));
+  g_clear_pointer (&plan->steps, g_array_unref);
+  if (plan->converted_consts != NULL)
+    for (guint i = 0; i < plan->graph->consts->len; i++)
+      g_free (plan->converted_consts[i]);
+  g_free (plan->converted_consts);
+  g_free (plan->consts);
+  g_free (plan->arena);
+  g_free (plan);
+}
+
+static gboolean
+plan_steps (UmgCpuBackend *cpu, UmgPlan *plan, GError **error)
+{
+  const UmgGraph *graph = plan->graph;
+
+  for (guint i = 0; i < graph->ops->len;)
+    {
+      const UmgOp *op = &g_array_index (graph->ops, UmgOp, i);
+      Step step = { .kind = STEP_OP, .first = i };
+      gboolean ok = TRUE;
+      guint n_ops = 1;
+
+      if (!cpu->naive && umg_cpu_is_attention (graph, i))
+        {
+          ok = plan_attention (cpu, op, &step, error);
+          n_ops = 3;
+        }
+      else if (!cpu->naive && op->type == UMG_OP_MATMUL)
+        ok = plan_matmul (cpu, op, &step, error);
+      else
+        step.n_tasks = op_tasks (cpu, op);
+      g_array_append_val (plan->steps, step);
+      if (!ok)
+        return FALSE;
+      i += n_ops;
+    }
+  return TRUE;
+}
+
+/* The f32 view of every weight the plan's ops read at run time, so that runs convert nothing;
+ * the packed weight matrices of products are read from their copies only. */
+static gboolean
+prepare_weights (UmgCpuBackend *cpu, UmgPlan *plan, GError **error)
+{
+  for (guint i = 0; i < plan->steps->len; i++)
+    {
+      const Step *step = &g_array_index (plan->steps, Step, i);
+      const UmgOp *ops = &g_array_index (plan->graph->ops, UmgOp, step->first);
+      for (guint o = 0; o < (step->kind == STEP_ATTENTION ? 3u : 1u); o++)
+        for (guint s = 0; s < 4; s++)
+          if (ops[o].src[s].storage == UMG_STORAGE_WEIGHT && !umg_ref_is_none (ops[o].src[s])
+              && !(step->packed_b && s == 1) && !weight_view (cpu, ops[o].src[s].index, error))
+            return FALSE;
+    }
+  return TRUE;
+}
+
+static UmgPlan *
+cpu_plan (UmgBackend *backend, const UmgGraph *graph, GError **error)
+{
+  UmgCpuBackend *cpu = (UmgCpuBackend *) backend;
+  UmgPlan *plan;
+  gboolean ok;
+  gint saved;
+
+  if (!umg_graph_validate (graph, cpu->weight_tensors, cpu->n_weights, error))
+    return NULL;
+
+  plan = g_new0 (UmgPlan, 1);
+  plan->graph = graph;
+  plan->consts = g_new0 (const gfloat *, MAX (graph->consts->len, 1));
+  plan->converted_consts = g_new0 (gfloat *, MAX (graph->consts->len, 1));
+  for (guint i = 0; i < graph->consts->len; i++)
+    if (!tensor_view (g_ptr_array_index (graph->consts, i), &plan->consts[i],
+                      &plan->converted_consts[i], error))
+      {
+        cpu_free_plan (backend, plan);
+        return NULL;
+      }
+  plan->arena = g_try_new0 (gfloat, MAX (graph->arena_elements, 1));
+  if (plan->arena == NULL)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                   "cpu: out of memory allocating an arena of %" G_GSIZE_FORMAT " elements",
+                   graph->arena_elements);
+      cpu_free_plan (backend, plan);
+      return NULL;
+    }
+  plan->steps = g_array_new (FALSE, TRUE, sizeof (Step));
+  saved = umg_cpu_gemm_enter ();
+  ok = plan_steps (cpu, plan, error) && prepare_weights (cpu, plan, error);
+  umg_cpu_gemm_leave (saved);
+  if (!ok)
+    {
+      cpu_free_plan (backend, plan);
+      return NULL;
+    }
+  return plan;
+}
+
+/* ---- running ----------------------------------------------------------------------------- */
+
+/* One step's pointers for one run. */
+typedef struct
+{
+  UmgCpuBackend *cpu;
+  UmgPlan *plan;
+  const Step *step;
+  const UmgOp *op; /* the step's first op */
+  /* attention: A and B of the scores, the softmax bias, V; otherwise the op's sources */
+  const gfloat *src[4];
+  gfloat *scores; /* attention */
+  gfloat *dst;
+  GError *error; /* set only by ops that run as one task */
+} StepRun;
+
+static void
+run_matmul_tile (const StepRun *run, guint task, guint thread)
+{
+  const UmgMatmulParams *mm = &run->op->p.mm;
+  const Tile *tile = &run->step->tiles[task % run->step->n_tiles];
+  const gint64 b = task / run->step->n_tiles;
+  /* NULL for a packed B: the tile holds its own */
+  const gfloat *tile_b = run->src[1]
+                             ? run->src[1] + b * mm->stride_b
+                                   + (mm->trans_b ? (gsize) tile->n0 * mm->ldb : (gsize) tile->n0)
+                             : NULL;
+
+  umg_cpu_gemm_run (tile->gemm, run->src[0] + b * mm->stride_a + (gsize) tile->m0 * mm->lda, tile_b,
+                    run->src[2] ? run->src[2] + tile->n0 : NULL,
+                    run->dst + b * mm->stride_c + (gsize) tile->m0 * mm->ldc + tile->n0, thread);
+}
+
+static void
+run_attention_head (const StepRun *run, guint head, guint thread)
+{
+  const UmgMatmulParams *l = &run->op[0].p.mm, *m = &run->op[2].p.mm;
+  const gboolean causal = run->op[1].p.softmax.causal;
+  gfloat *scores = run->scores + (gsize) head * l->m * l->n;
+
+  umg_cpu_gemm_run (run->step->logits, run->src[0] + head * l->stride_a,
+                    run->src[1] + head * l->stride_b, NULL, scores, thread);
+  for (gint r = 0; r < l->m; r++)
+    run->cpu->kernels->softmax (scores + (gsize) r * l->n,
+                                run->src[2] ? run->src[2] + (gsize) r * l->n : NULL, l->n,
+                                causal ? MIN (r + 1, l->n) : l->n);
+  umg_cpu_gemm_run (run->step->mix, scores, run->src[3] + head * m->stride_b, NULL,
+                    run->dst + head * m->stride_c, thread);
+}
+
+static void
+run_preprocess (StepRun *run)
+{
+  const UmgPreprocessParams *pre = &run->op->p.preprocess;
+  const gint32 *crop = (const gint32 *) run->src[3];
+  UmgClipCrop rect = { crop[0], crop[1], crop[2], crop[3] };
+  UmgClipFrame frame = {
+    .format = pre->format,
+    .width = pre->width,
+    .height = pre->height,
+    .kr = pre->kr,
+    .kb = pre->kb,
+    .full_range = pre->full_range,
+  };
+  gsize elements[3];
+  guint n_planes = umg_preprocess_plane_elements (pre, elements);
+
+  for (guint i = 0; i < n_planes; i++)
+    {
+      frame.planes[i] = (const guint8 *) run->src[i];
+      frame.strides[i] = pre->strides[i];
+    }
+  umg_frame_crop_to_tensor (&frame, &rect, pre->out_w, pre->out_h, pre->mean, pre->std, run->dst,
+                            &run->error);
+}
+
+/* Rows [first, end) of the naive matmul, counted over every batch. */
+static void
+run_naive_matmul (const StepRun *run, gsize first, gsize end)
+{
+  const UmgMatmulParams *mm = &run->op->p.mm;
+
+  for (gsize i = first; i < end;)
+    {
+      gint64 b = (gint64) (i / mm->m);
+      gint r0 = (gint) (i % mm->m), r1 = (gint) MIN ((gsize) mm->m, r0 + (end - i));
+      matmul_naive_rows (mm, run->src[0] + b * mm->stride_a, run->src[1] + b * mm->stride_b,
+                         run->src[2], run->dst + b * mm->stride_c, r0, r1, run->cpu->kernels);
+      i += r1 - r0;
+    }
+}
+
+/* Task task of an op split by rows (or boxes, or blocks of 256 elements). */
+static void
+run_op_task (StepRun *run, guint task)
+{
+  const UmgOp *op = run->op;
+  const UmgCpuKernels *kernels = run->cpu->kernels;
+  const guint parts = run->step->n_tasks;
+  gsize first, end;
 
   switch (op->type)
     {
     case UMG_OP_MATMUL:
-      cpu_matmul (&op->p.mm, src0, src1, src2, dst, plan->matmul_scratch, cpu->naive_matmul);
-      return TRUE;
+      umg_cpu_split ((gsize) op->p.mm.batch * op->p.mm.m, parts, task, &first, &end);
+      run_naive_matmul (run, first, end);
+      return;
     case UMG_OP_LAYERNORM:
-      cpu_layernorm (op, src0, src1, src2, dst);
-      return TRUE;
+      umg_cpu_split (op->p.ln.rows, parts, task, &first, &end);
+      for (gsize r = first; r < end; r++)
+        kernels->layernorm (run->src[0] + r * op->p.ln.src_stride, run->src[1], run->src[2],
+                            op->p.ln.cols, op->p.ln.eps, run->dst + r * op->p.ln.dst_stride);
+      return;
     case UMG_OP_SOFTMAX:
-      cpu_softmax (op, src0, dst);
-      return TRUE;
-    case UMG_OP_GATHER:
-      return cpu_gather (op, src0, table_elements (cpu, plan, op->src[0]), (const gint32 *) src1,
-                         dst, position, error);
-    case UMG_OP_IM2COL:
-      cpu_im2col (op, src0, dst);
-      return TRUE;
-    case UMG_OP_ADD:
-      cpu_add (op, src0, src1, dst);
-      return TRUE;
-    case UMG_OP_COPY:
-      cpu_copy (op, src0, dst);
-      return TRUE;
-    case UMG_OP_ROI_ALIGN:
-      cpu_roi_align (op, src0, src1, dst);
-      return TRUE;
-    case UMG_OP_L2NORM:
-      cpu_l2norm (op, src0, dst);
-      return TRUE;
-    case UMG_OP_PREPROCESS:
       {
-        const __typeof__ (op->p.preprocess) *pre = &op->p.preprocess;
-        const guint8 *bytes = (const guint8 *) src0;
-        UmgClipFrame frame = {
-          .format = pre->format,
-          .width = pre->width,
-          .height = pre->height,
-          .kr = pre->kr,
-          .kb = pre->kb,
-          .full_range = pre->full_range,
-        };
-        for (gint i = 0; i < 3; i++)
+        const UmgSoftmaxParams *sm = &op->p.softmax;
+        umg_cpu_split ((gsize) sm->batch * sm->rows, parts, task, &first, &end);
+        for (gsize i = first; i < end; i++)
           {
-            frame.planes[i] = bytes + pre->offsets[i];
-            frame.strides[i] = pre->strides[i];
+            gint r = (gint) (i % sm->rows);
+            kernels->softmax (run->dst + i * sm->cols,
+                              run->src[0] ? run->src[0] + (gsize) r * sm->cols : NULL, sm->cols,
+                              sm->causal ? MIN (r + 1, sm->cols) : sm->cols);
           }
-        return umgclip_frame_to_tensor (&frame, pre->out_w, pre->out_h, pre->mean, pre->std, dst,
-                                        error);
+        return;
       }
+    case UMG_OP_GATHER:
+      {
+        const gint32 *ids = (const gint32 *) run->src[1];
+        umg_cpu_split (op->p.gather.rows, parts, task, &first, &end);
+        for (gsize r = first; r < end; r++)
+          memcpy (run->dst + r * op->p.gather.cols,
+                  run->src[0] + (gsize) ids[r] * op->p.gather.src_stride,
+                  op->p.gather.cols * sizeof (gfloat));
+        return;
+      }
+    case UMG_OP_IM2COL:
+      umg_cpu_split (op->p.im2col.grid_h, parts, task, &first, &end);
+      im2col_rows (&op->p.im2col, run->src[0], run->dst, (gint) first, (gint) end);
+      return;
+    case UMG_OP_ADD:
+      umg_cpu_split ((op->p.add.n + 255) / 256, parts, task, &first, &end);
+      add_range (run->src[0], run->src[1], op->p.add.n_b, run->dst, (gint64) first * 256,
+                 MIN ((gint64) end * 256, op->p.add.n));
+      return;
+    case UMG_OP_COPY:
+      umg_cpu_split (op->p.copy.rows, parts, task, &first, &end);
+      for (gsize r = first; r < end; r++)
+        memmove (run->dst + r * op->p.copy.dst_stride, run->src[0] + r * op->p.copy.src_stride,
+                 op->p.copy.cols * sizeof (gfloat));
+      return;
+    case UMG_OP_ROI_ALIGN:
+      umg_cpu_split (op->p.roi.n_boxes, parts, task, &first, &end);
+      umg_roi_align (run->src[0], op->p.roi.grid_h, op->p.roi.grid_w, op->p.roi.cols,
+                     run->src[1] + first * 4, (gint) (end - first), op->p.roi.output_size,
+                     op->p.roi.sampling, run->dst + first * op->p.roi.cols);
+      return;
+    case UMG_OP_L2NORM:
+      umg_cpu_split (op->p.l2.rows, parts, task, &first, &end);
+      for (gsize r = first; r < end; r++)
+        l2norm_row (run->src[0] + r * op->p.l2.cols, run->dst + r * op->p.l2.cols, op->p.l2.cols);
+      return;
+    case UMG_OP_PREPROCESS:
+      run_preprocess (run);
+      return;
     case UMG_N_OPS:
       break;
     }
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "cpu: op %u has unknown type %d",
-               position, (gint) op->type);
-  return FALSE;
+}
+
+static void
+step_task (gpointer data, guint task, guint thread)
+{
+  StepRun *run = data;
+
+  switch (run->step->kind)
+    {
+    case STEP_MATMUL:
+      run_matmul_tile (run, task, thread);
+      return;
+    case STEP_ATTENTION:
+      run_attention_head (run, task, thread);
+      return;
+    case STEP_OP:
+      run_op_task (run, task);
+      return;
+    }
 }
 
 static gboolean
-cpu_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs, void *const *outputs,
-         GError **error)
+check_gather_ids (UmgCpuBackend *cpu, UmgPlan *plan, const StepRun *run, GError **error)
+{
+  const UmgOp *op = run->op;
+  const gint32 *ids = (const gint32 *) run->src[1];
+  gsize table = table_elements (cpu, plan, op->src[0]);
+
+  for (gint r = 0; r < op->p.gather.rows; r++)
+    {
+      gsize start = (gsize) ids[r] * op->p.gather.src_stride;
+      if (ids[r] < 0 || start > table || (gsize) op->p.gather.cols > table - start)
+        {
+          g_set_error (
+              error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+              "cpu: op %u (gather): id %d at row %d is outside the table of %" G_GSIZE_FORMAT
+              " rows",
+              run->step->first, ids[r], r, table / op->p.gather.src_stride);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+run_step (UmgCpuBackend *cpu, UmgPlan *plan, const Step *step, GError **error)
+{
+  StepRun run = { .cpu = cpu, .plan = plan, .step = step };
+  const UmgOp *op = &g_array_index (plan->graph->ops, UmgOp, step->first);
+
+  run.op = op;
+
+  if (step->kind == STEP_ATTENTION)
+    {
+      run.src[0] = resolve (cpu, plan, op[0].src[0]);
+      run.src[1] = resolve (cpu, plan, op[0].src[1]);
+      run.src[2] = resolve (cpu, plan, op[1].src[0]);
+      run.src[3] = resolve (cpu, plan, op[2].src[1]);
+      run.scores = plan->arena + op[0].dst.offset;
+      run.dst = plan->arena + op[2].dst.offset;
+    }
+  else
+    {
+      for (guint i = 0; i < 4; i++)
+        run.src[i] = step->packed_b && i == 1 ? NULL : resolve (cpu, plan, op->src[i]);
+      run.dst = plan->arena + op->dst.offset;
+      if (op->type == UMG_OP_GATHER && !check_gather_ids (cpu, plan, &run, error))
+        return FALSE;
+    }
+  umg_cpu_pool_run (cpu->pool, step->n_tasks, step_task, &run);
+  if (run.error != NULL)
+    {
+      g_propagate_error (error, run.error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+cpu_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs,
+         const UmgDeviceInput *device_inputs, void *const *outputs, GError **error)
 {
   UmgCpuBackend *cpu = (UmgCpuBackend *) backend;
   const UmgGraph *graph = plan->graph;
+  gboolean ok = TRUE;
+  gint saved;
 
   for (guint i = 0; i < graph->inputs->len; i++)
     {
       const UmgSlot *slot = &g_array_index (graph->inputs, UmgSlot, i);
-      memcpy (plan->arena + slot->offset, inputs[i], slot->n_elements * 4);
+      if (device_inputs != NULL && device_inputs[i].buffer != VK_NULL_HANDLE)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                       "cpu: input %u lies in Vulkan device memory, which the CPU backend "
+                       "cannot read",
+                       i);
+          return FALSE;
+        }
+      /* direct inputs (video frames) are read where they are, not copied */
+      if (!slot->direct)
+        memcpy (plan->arena + slot->offset, inputs[i], slot->n_elements * 4);
     }
-  for (guint i = 0; i < graph->ops->len; i++)
-    if (!execute_op (cpu, plan, &g_array_index (graph->ops, UmgOp, i), i, error))
-      return FALSE;
+  plan->inputs = inputs;
+  saved = umg_cpu_gemm_enter ();
+  for (guint i = 0; ok && i < plan->steps->len; i++)
+    ok = run_step (cpu, plan, &g_array_index (plan->steps, Step, i), error);
+  umg_cpu_gemm_leave (saved);
+  plan->inputs = NULL;
+  if (!ok)
+    return FALSE;
   for (guint i = 0; i < graph->outputs->len; i++)
     {
       const UmgSlot *slot = &g_array_index (graph->outputs, UmgSlot, i);
@@ -816,6 +857,8 @@ cpu_free (UmgBackend *backend)
   UmgCpuBackend *cpu = (UmgCpuBackend *) backend;
 
   clear_weights (cpu);
+  umg_cpu_gemm_engine_free (cpu->gemm);
+  umg_cpu_pool_free (cpu->pool);
   g_free (backend->description);
   g_free (cpu);
 }
@@ -833,9 +876,24 @@ UmgBackend *
 umg_backend_cpu_new (GError **error)
 {
   UmgCpuBackend *cpu = g_new0 (UmgCpuBackend, 1);
+  guint threads = umg_cpu_threads_setting ();
 
   cpu->parent.klass = &cpu_backend_class;
-  cpu->parent.description = g_strdup ("cpu (OpenBLAS)");
-  cpu->naive_matmul = g_strcmp0 (g_getenv ("UMGCLIP_CPU_NAIVE"), "1") == 0;
+  cpu->parent.copies_direct_inputs = FALSE;
+  cpu->naive = g_strcmp0 (g_getenv ("UMGCLIP_CPU_NAIVE"), "1") == 0;
+  cpu->kernels = cpu->naive ? umg_cpu_kernels_reference () : umg_cpu_kernels_best ();
+  cpu->pool = umg_cpu_pool_new (threads);
+  if (!cpu->naive && (cpu->gemm = umg_cpu_gemm_engine_new (threads, cpu->kernels, error)) == NULL)
+    {
+      cpu_free (&cpu->parent);
+      return NULL;
+    }
+  cpu->parent.memory_bytes = sysconf (_SC_PHYS_PAGES) > 0 && sysconf (_SC_PAGESIZE) > 0
+                                 ? (guint64) sysconf (_SC_PHYS_PAGES) * sysconf (_SC_PAGESIZE)
+                                 : 0;
+  cpu->parent.description = cpu->naive ? g_strdup_printf ("cpu (reference, %u threads)", threads)
+                                       : g_strdup_printf ("cpu (%s, %s, %u threads)",
+                                                          umg_cpu_gemm_engine_library (cpu->gemm),
+                                                          cpu->kernels->name, threads);
   return &cpu->parent;
 }

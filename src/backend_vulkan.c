@@ -32,66 +32,66 @@ typedef struct
   guint32 offset_a, offset_b, offset_bias, offset_c;
   guint32 batch_base;
   gfloat alpha;
-} MatmulParams;
+} MatmulPush;
 
 typedef struct
 {
   guint32 rows, cols, src_stride, dst_stride;
   guint32 offset_x, offset_gamma, offset_beta, offset_dst;
   gfloat eps;
-} LayernormParams;
+} LayernormPush;
 
 typedef struct
 {
   guint32 total_rows, rows, cols;
   guint32 offset_x, offset_bias;
-} SoftmaxParams;
+} SoftmaxPush;
 
 typedef struct
 {
   guint32 rows, cols, src_stride;
   guint32 table_rows;
   guint32 offset_table, offset_ids, offset_dst;
-} GatherParams;
+} GatherPush;
 
 typedef struct
 {
   guint32 channels, height, width, patch_size, grid_h, grid_w;
   guint32 offset_image, offset_dst;
-} Im2colParams;
+} Im2colPush;
 
 typedef struct
 {
   guint32 n, n_b;
   guint32 offset_a, offset_b, offset_dst;
-} AddParams;
+} AddPush;
 
 typedef struct
 {
   guint32 rows, cols, src_stride, dst_stride;
   guint32 offset_src, offset_dst;
-} CopyParams;
+} CopyPush;
 
 typedef struct
 {
   guint32 grid_h, grid_w, cols, n_boxes, output_size, sampling;
   guint32 offset_map, offset_boxes, offset_dst;
-} RoiAlignParams;
+} RoiAlignPush;
 
 typedef struct
 {
   guint32 rows, cols;
   guint32 offset_x, offset_dst;
-} L2normParams;
+} L2normPush;
 
 typedef struct
 {
   guint32 format, width, height, out_w, out_h;
   guint32 strides[3], planes[3];
-  guint32 offset_frame, offset_dst;
+  guint32 offset_frame, offset_dst, offset_crop;
   gfloat gain[3], bias[3];
   UmgYuvCoefficients yuv;
-} PreprocessParams;
+} PreprocessPush;
 
 typedef enum
 {
@@ -115,18 +115,18 @@ typedef enum
   }
 
 static const UmgVkShader shaders[] = {
-  [SHADER_MATMUL] = SHADER (shader_matmul, 4, MatmulParams),
-  [SHADER_MATMUL_F16] = SHADER (shader_matmul_f16, 4, MatmulParams),
-  [SHADER_LAYERNORM] = SHADER (shader_layernorm, 4, LayernormParams),
-  [SHADER_SOFTMAX] = SHADER (shader_softmax, 2, SoftmaxParams),
-  [SHADER_GATHER] = SHADER (shader_gather, 3, GatherParams),
-  [SHADER_GATHER_F16] = SHADER (shader_gather_f16, 3, GatherParams),
-  [SHADER_IM2COL] = SHADER (shader_im2col, 2, Im2colParams),
-  [SHADER_ADD] = SHADER (shader_add, 3, AddParams),
-  [SHADER_COPY] = SHADER (shader_copy, 2, CopyParams),
-  [SHADER_ROI_ALIGN] = SHADER (shader_roi_align, 3, RoiAlignParams),
-  [SHADER_L2NORM] = SHADER (shader_l2norm, 2, L2normParams),
-  [SHADER_PREPROCESS] = SHADER (shader_preprocess, 2, PreprocessParams),
+  [SHADER_MATMUL] = SHADER (shader_matmul, 4, MatmulPush),
+  [SHADER_MATMUL_F16] = SHADER (shader_matmul_f16, 4, MatmulPush),
+  [SHADER_LAYERNORM] = SHADER (shader_layernorm, 4, LayernormPush),
+  [SHADER_SOFTMAX] = SHADER (shader_softmax, 2, SoftmaxPush),
+  [SHADER_GATHER] = SHADER (shader_gather, 3, GatherPush),
+  [SHADER_GATHER_F16] = SHADER (shader_gather_f16, 3, GatherPush),
+  [SHADER_IM2COL] = SHADER (shader_im2col, 2, Im2colPush),
+  [SHADER_ADD] = SHADER (shader_add, 3, AddPush),
+  [SHADER_COPY] = SHADER (shader_copy, 2, CopyPush),
+  [SHADER_ROI_ALIGN] = SHADER (shader_roi_align, 3, RoiAlignPush),
+  [SHADER_L2NORM] = SHADER (shader_l2norm, 2, L2normPush),
+  [SHADER_PREPROCESS] = SHADER (shader_preprocess, 3, PreprocessPush),
 };
 
 #define MAX_BINDINGS 4
@@ -152,6 +152,7 @@ typedef struct
   UmgVkContext *ctx;
   GArray *weight_chunks; /* UmgVkBuffer */
   StoredTensor *weights;
+  const UmgTensor *weight_tensors; /* the caller's, for the graph contract */
   guint n_weights;
   /* the matmul variant without shared memory, for CPU implementations of Vulkan */
   gboolean direct_matmul;
@@ -165,11 +166,13 @@ struct _UmgPlan
   StoredTensor *const_tensors;
   guint n_consts;
   gsize arena_elements;
-  UmgVkBuffer staging;      /* inputs, then outputs */
+  UmgVkBuffer staging;      /* inputs, then outputs; direct inputs are read from here */
   GArray *inputs, *outputs; /* UmgSlot */
   VkDeviceSize *input_staging_offsets, *output_staging_offsets;
   VkDescriptorPool descriptor_pool;
   VkCommandBuffer cmd;
+  /* Recorded per run when direct inputs lie in device memory: their copies into staging. */
+  VkCommandBuffer prologue;
   VkFence fence;
   guint n_dispatches, n_barriers;
 };
@@ -338,6 +341,7 @@ free_weights (VulkanBackend *self)
       g_array_set_size (self->weight_chunks, 0);
     }
   g_clear_pointer (&self->weights, g_free);
+  self->weight_tensors = NULL;
   self->n_weights = 0;
 }
 
@@ -355,6 +359,7 @@ vulkan_set_weights (UmgBackend *backend, const UmgTensor *weights, guint n_weigh
   if (self->ctx->max_allocation_size != 0)
     chunk_limit = MIN (chunk_limit, self->ctx->max_allocation_size);
   self->weights = g_new0 (StoredTensor, MAX (n_weights, 1));
+  self->weight_tensors = weights;
   self->n_weights = n_weights;
   if (!upload_tensors (self->ctx, pointers, n_weights, "weight", TRUE, chunk_limit,
                        self->weight_chunks, self->weights, error))
@@ -475,6 +480,19 @@ lookup_storage (Recorder *recorder, UmgRef ref, StoredTensor *arena_view)
                                                       : NULL;
     case UMG_STORAGE_CONST:
       return ref.index < plan->n_consts ? &plan->const_tensors[ref.index] : NULL;
+    case UMG_STORAGE_INPUT:
+      if (ref.index >= plan->inputs->len)
+        return NULL;
+      /* a direct input is read where run() put it: its slice of the staging buffer */
+      *arena_view = (StoredTensor){
+        .name = "direct input",
+        .buffer = plan->staging.buffer,
+        .buffer_size = MAX (plan->staging.size, 16),
+        .byte_offset = plan->input_staging_offsets[ref.index],
+        .dtype = UMG_DTYPE_F32,
+        .n_elements = g_array_index (plan->inputs, UmgSlot, ref.index).n_elements,
+      };
+      return arena_view;
     }
   return NULL;
 }
@@ -725,7 +743,7 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
   Binding bindings[4];
   MatmulTiles tiles = choose_matmul_tiles (recorder->backend, mm);
   guint32 spec[11];
-  MatmulParams params;
+  MatmulPush params;
   guint32 groups[3];
 
   if (mm->m < 0 || mm->n < 0 || mm->k < 0 || mm->batch < 0 || mm->lda < 0 || mm->ldb < 0
@@ -756,7 +774,7 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
                         : tiles.tile_n / tiles.thread_n;
   spec[10] = tiles.tiled;
 
-  params = (MatmulParams){
+  params = (MatmulPush){
     .m = mm->m,
     .n = mm->n,
     .k = mm->k,
@@ -792,7 +810,7 @@ record_matmul (Recorder *recorder, guint op_index, const UmgOp *op, GError **err
 static gboolean
 record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
 {
-  const __typeof__ (op->p.ln) *ln = &op->p.ln;
+  const UmgLayernormParams *ln = &op->p.ln;
   BindingRequest requests[4] = {
     input_binding (op->src[0], umg_strided_extent (1, 0, ln->rows, ln->src_stride, ln->cols), "x"),
     input_binding (op->src[1], (gsize) MAX (ln->cols, 0), "gamma"),
@@ -802,7 +820,7 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
   };
   Binding bindings[4];
   guint32 spec[1] = { reduction_workgroup (recorder, ln->cols) };
-  LayernormParams params;
+  LayernormPush params;
   guint32 groups[3];
 
   if (ln->rows < 0 || ln->cols < 0 || ln->src_stride < 0 || ln->dst_stride < 0)
@@ -812,7 +830,7 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
   if (!resolve_all (recorder, op_index, op, requests, 4, bindings, error)
       || !split_groups (recorder, op_index, op, ln->rows, groups, error))
     return FALSE;
-  params = (LayernormParams){
+  params = (LayernormPush){
     .rows = ln->rows,
     .cols = ln->cols,
     .src_stride = ln->src_stride,
@@ -830,7 +848,7 @@ record_layernorm (Recorder *recorder, guint op_index, const UmgOp *op, GError **
 static gboolean
 record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
 {
-  const __typeof__ (op->p.softmax) *sm = &op->p.softmax;
+  const UmgSoftmaxParams *sm = &op->p.softmax;
   gboolean has_bias = !umg_ref_is_none (op->src[0]);
   gsize total_rows = (gsize) MAX (sm->batch, 0) * (gsize) MAX (sm->rows, 0);
   BindingRequest requests[2] = {
@@ -840,7 +858,7 @@ record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **er
   };
   Binding bindings[2];
   guint32 spec[3] = { reduction_workgroup (recorder, sm->cols), has_bias, sm->causal != FALSE };
-  SoftmaxParams params;
+  SoftmaxPush params;
   guint32 groups[3];
 
   if (sm->batch < 0 || sm->rows < 0 || sm->cols < 0)
@@ -852,7 +870,7 @@ record_softmax (Recorder *recorder, guint op_index, const UmgOp *op, GError **er
   if (!resolve_all (recorder, op_index, op, requests, 2, bindings, error)
       || !split_groups (recorder, op_index, op, total_rows, groups, error))
     return FALSE;
-  params = (SoftmaxParams){
+  params = (SoftmaxPush){
     .total_rows = (guint32) total_rows,
     .rows = sm->rows,
     .cols = sm->cols,
@@ -888,6 +906,88 @@ record_elementwise (Recorder *recorder, guint op_index, const UmgOp *op, ShaderI
                           groups, error);
 }
 
+/* The frame's planes are bound as one window of the storage they share (the staging buffer
+ * for direct inputs, else the arena), each plane at its byte offset from the window's start. */
+static gboolean
+record_preprocess (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
+{
+  const UmgPreprocessParams *pre = &op->p.preprocess;
+  const VkPhysicalDeviceLimits *limits = &recorder->backend->ctx->properties.limits;
+  gsize elements[3];
+  guint n_planes = umg_preprocess_plane_elements (pre, elements);
+  gsize n_items = (gsize) pre->out_w * pre->out_h;
+  VkDeviceSize start[3], first = G_MAXUINT64, end = 0, window;
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceSize buffer_size = 0;
+  gsize arena_first = G_MAXSIZE, arena_end = 0;
+  PreprocessPush params = {
+    .format = pre->format,
+    .width = pre->width,
+    .height = pre->height,
+    .out_w = pre->out_w,
+    .out_h = pre->out_h,
+  };
+  BindingRequest requests[3];
+  Binding bindings[3];
+  guint32 spec[1] = { ELEMENTWISE_WORKGROUP };
+  guint32 groups[3];
+
+  for (guint i = 0; i < n_planes; i++)
+    {
+      StoredTensor view;
+      const StoredTensor *storage = lookup_storage (recorder, op->src[i], &view);
+      if (storage == NULL || (buffer != VK_NULL_HANDLE && storage->buffer != buffer))
+        return fail_op (error, op_index, op, "the planes of one frame must lie in one buffer");
+      buffer = storage->buffer;
+      buffer_size = storage->buffer_size;
+      start[i] = storage->byte_offset + op->src[i].offset * 4;
+      first = MIN (first, start[i]);
+      end = MAX (end, start[i] + elements[i] * 4);
+      if (op->src[i].storage == UMG_STORAGE_ARENA)
+        {
+          arena_first = MIN (arena_first, op->src[i].offset);
+          arena_end = MAX (arena_end, op->src[i].offset + elements[i]);
+        }
+    }
+  window
+      = first / limits->minStorageBufferOffsetAlignment * limits->minStorageBufferOffsetAlignment;
+  end = MIN (end, buffer_size);
+  if (end - window > limits->maxStorageBufferRange || end - window > G_MAXUINT32)
+    return fail_op (error, op_index, op,
+                    "the frame spans %" G_GUINT64_FORMAT " bytes, more than this device's "
+                    "maxStorageBufferRange (%u)",
+                    (guint64) (end - window), limits->maxStorageBufferRange);
+  bindings[0] = (Binding){ { buffer, window, end - window }, 0, UMG_DTYPE_F32 };
+  for (guint i = 0; i < 3; i++)
+    {
+      params.strides[i] = i < n_planes ? pre->strides[i] : 0;
+      params.planes[i] = i < n_planes ? (guint32) (start[i] - window) : 0;
+      /* the same float operations as umgclip_frame_to_tensor */
+      params.gain[i] = 1.0f / (255.0f * pre->std[i]);
+      params.bias[i] = -pre->mean[i] / pre->std[i];
+    }
+  umg_yuv_coefficients (pre->kr, pre->kb, pre->full_range, &params.yuv);
+
+  /* barriers only look at arena ranges: planes in staging are never written by shaders */
+  requests[0] = arena_end > 0
+                    ? input_binding (umg_ref_arena (arena_first), arena_end - arena_first, "frame")
+                    : unused_binding (op->src[0]);
+  requests[0].reads = TRUE;
+  requests[1] = output_binding (op->dst, 3 * n_items, "dst", FALSE);
+  requests[2] = input_binding (op->src[3], 4, "crop");
+  if (!resolve_binding (recorder, op_index, op, &requests[1], &bindings[1], error)
+      || !resolve_binding (recorder, op_index, op, &requests[2], &bindings[2], error)
+      || !split_groups (recorder, op_index, op,
+                        (n_items + ELEMENTWISE_WORKGROUP - 1) / ELEMENTWISE_WORKGROUP, groups,
+                        error))
+    return FALSE;
+  params.offset_frame = 0;
+  params.offset_dst = bindings[1].element_offset;
+  params.offset_crop = bindings[2].element_offset;
+  return record_dispatch (recorder, op_index, op, SHADER_PREPROCESS, spec, 1, requests, bindings,
+                          &params, groups, error);
+}
+
 static gboolean
 record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
 {
@@ -901,7 +1001,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       return record_softmax (recorder, op_index, op, error);
     case UMG_OP_GATHER:
       {
-        const __typeof__ (op->p.gather) *g = &op->p.gather;
+        const UmgGatherParams *g = &op->p.gather;
         StoredTensor arena_view;
         const StoredTensor *table = lookup_storage (recorder, op->src[0], &arena_view);
         /* ids are only known on the device: the whole table from the ref on is bound */
@@ -914,7 +1014,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
           output_binding (op->dst, (gsize) MAX (g->rows, 0) * (gsize) MAX (g->cols, 0), "dst",
                           FALSE),
         };
-        GatherParams params = {
+        GatherPush params = {
           .rows = g->rows,
           .cols = g->cols,
           .src_stride = g->src_stride,
@@ -934,7 +1034,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       }
     case UMG_OP_IM2COL:
       {
-        const __typeof__ (op->p.im2col) *ic = &op->p.im2col;
+        const UmgIm2colParams *ic = &op->p.im2col;
         gsize row_size = (gsize) MAX (ic->channels, 0) * MAX (ic->patch, 0) * MAX (ic->patch, 0);
         gsize n_items = (gsize) MAX (ic->grid_h, 0) * MAX (ic->grid_w, 0) * row_size;
         BindingRequest requests[2] = {
@@ -943,7 +1043,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
                          "image"),
           output_binding (op->dst, n_items, "dst", FALSE),
         };
-        Im2colParams params = {
+        Im2colPush params = {
           .channels = ic->channels,
           .height = ic->height,
           .width = ic->width,
@@ -969,7 +1069,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
           input_binding (op->src[1], (gsize) MAX (n_b, 0), "b"),
           output_binding (op->dst, (gsize) MAX (n, 0), "dst", FALSE),
         };
-        AddParams params = { .n = (guint32) n, .n_b = (guint32) n_b };
+        AddPush params = { .n = (guint32) n, .n_b = (guint32) n_b };
         guint32 *offsets[3] = { &params.offset_a, &params.offset_b, &params.offset_dst };
         if (n < 0 || (n > 0 && n_b <= 0) || n_b > G_MAXUINT32)
           return fail_op (error, op_index, op,
@@ -979,14 +1079,14 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       }
     case UMG_OP_COPY:
       {
-        const __typeof__ (op->p.copy) *cp = &op->p.copy;
+        const UmgCopyParams *cp = &op->p.copy;
         BindingRequest requests[2] = {
           input_binding (op->src[0], umg_strided_extent (1, 0, cp->rows, cp->src_stride, cp->cols),
                          "src"),
           output_binding (op->dst, umg_strided_extent (1, 0, cp->rows, cp->dst_stride, cp->cols),
                           "dst", FALSE),
         };
-        CopyParams params = {
+        CopyPush params = {
           .rows = cp->rows,
           .cols = cp->cols,
           .src_stride = cp->src_stride,
@@ -1000,7 +1100,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
       }
     case UMG_OP_ROI_ALIGN:
       {
-        const __typeof__ (op->p.roi) *roi = &op->p.roi;
+        const UmgRoiAlignParams *roi = &op->p.roi;
         BindingRequest requests[3] = {
           input_binding (op->src[0],
                          (gsize) MAX (roi->grid_h, 0) * MAX (roi->grid_w, 0) * MAX (roi->cols, 0),
@@ -1009,7 +1109,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
           output_binding (op->dst, (gsize) MAX (roi->n_boxes, 0) * MAX (roi->cols, 0), "dst",
                           FALSE),
         };
-        RoiAlignParams params = {
+        RoiAlignPush params = {
           .grid_h = roi->grid_h,
           .grid_w = roi->grid_w,
           .cols = roi->cols,
@@ -1026,44 +1126,10 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
                                    (gsize) roi->n_boxes * roi->cols, &params, offsets, error);
       }
     case UMG_OP_PREPROCESS:
-      {
-        const __typeof__ (op->p.preprocess) *pre = &op->p.preprocess;
-        gsize bytes[3], end = 0;
-        guint n_planes
-            = umg_frame_plane_bytes (pre->format, pre->width, pre->height, pre->strides, bytes);
-        gsize n_items = (gsize) MAX (pre->out_w, 0) * MAX (pre->out_h, 0);
-        PreprocessParams params = {
-          .format = pre->format,
-          .width = pre->width,
-          .height = pre->height,
-          .out_w = pre->out_w,
-          .out_h = pre->out_h,
-        };
-        BindingRequest requests[2];
-        guint32 *offsets[2] = { &params.offset_frame, &params.offset_dst };
-
-        if (n_planes == 0 || pre->width < 1 || pre->height < 1)
-          return fail_op (error, op_index, op, "bad frame: format %d, %d × %d", pre->format,
-                          pre->width, pre->height);
-        for (guint i = 0; i < 3; i++)
-          {
-            params.strides[i] = i < n_planes ? pre->strides[i] : 0;
-            params.planes[i] = i < n_planes ? pre->offsets[i] : 0;
-            /* the same float operations as umgclip_frame_to_tensor */
-            params.gain[i] = 1.0f / (255.0f * pre->std[i]);
-            params.bias[i] = -pre->mean[i] / pre->std[i];
-          }
-        umg_yuv_coefficients (pre->kr, pre->kb, pre->full_range, &params.yuv);
-        for (guint i = 0; i < n_planes; i++)
-          end = MAX (end, (gsize) pre->offsets[i] + bytes[i]);
-        requests[0] = input_binding (op->src[0], (end + 3) / 4, "frame");
-        requests[1] = output_binding (op->dst, 3 * n_items, "dst", FALSE);
-        return record_elementwise (recorder, op_index, op, SHADER_PREPROCESS, requests, 2, n_items,
-                                   &params, offsets, error);
-      }
+      return record_preprocess (recorder, op_index, op, error);
     case UMG_OP_L2NORM:
       {
-        const __typeof__ (op->p.l2) *l2 = &op->p.l2;
+        const UmgL2normParams *l2 = &op->p.l2;
         gsize n = (gsize) MAX (l2->rows, 0) * MAX (l2->cols, 0);
         BindingRequest requests[2] = {
           input_binding (op->src[0], n, "x"),
@@ -1071,7 +1137,7 @@ record_op (Recorder *recorder, guint op_index, const UmgOp *op, GError **error)
         };
         Binding bindings[2];
         guint32 spec[1] = { reduction_workgroup (recorder, l2->cols) };
-        L2normParams params = { .rows = l2->rows, .cols = l2->cols };
+        L2normPush params = { .rows = l2->rows, .cols = l2->cols };
         guint32 groups[3];
         if (n == 0)
           return TRUE;
@@ -1102,12 +1168,12 @@ vulkan_free_plan (UmgBackend *backend, UmgPlan *plan)
   /* runs wait for their fence, so nothing of the plan is still in flight */
   if (plan->fence != VK_NULL_HANDLE)
     vkDestroyFence (ctx->device, plan->fence, NULL);
+  g_rec_mutex_lock (&ctx->lock);
   if (plan->cmd != VK_NULL_HANDLE)
-    {
-      g_rec_mutex_lock (&ctx->lock);
-      vkFreeCommandBuffers (ctx->device, ctx->command_pool, 1, &plan->cmd);
-      g_rec_mutex_unlock (&ctx->lock);
-    }
+    vkFreeCommandBuffers (ctx->device, ctx->command_pool, 1, &plan->cmd);
+  if (plan->prologue != VK_NULL_HANDLE)
+    vkFreeCommandBuffers (ctx->device, ctx->command_pool, 1, &plan->prologue);
+  g_rec_mutex_unlock (&ctx->lock);
   if (plan->descriptor_pool != VK_NULL_HANDLE)
     vkDestroyDescriptorPool (ctx->device, plan->descriptor_pool, NULL);
   umg_vk_buffer_clear (ctx, &plan->arena);
@@ -1121,9 +1187,13 @@ vulkan_free_plan (UmgBackend *backend, UmgPlan *plan)
   g_free (plan);
 }
 
+/* One host-visible buffer for every input and output slot. Direct inputs are bound from it
+ * as they are, so each starts on the device's storage-buffer offset alignment. */
 static gboolean
 plan_staging (UmgVkContext *ctx, UmgPlan *plan, const UmgGraph *graph, GError **error)
 {
+  const VkDeviceSize direct_alignment
+      = MAX (16, ctx->properties.limits.minStorageBufferOffsetAlignment);
   VkDeviceSize size = 0;
 
   plan->inputs = g_array_copy (graph->inputs);
@@ -1138,16 +1208,8 @@ plan_staging (UmgVkContext *ctx, UmgPlan *plan, const UmgGraph *graph, GError **
       for (guint i = 0; i < slots->len; i++)
         {
           const UmgSlot *slot = &g_array_index (slots, UmgSlot, i);
-          if (slot->offset > graph->arena_elements
-              || slot->n_elements > graph->arena_elements - slot->offset)
-            {
-              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                           "graph %s %u [%" G_GSIZE_FORMAT ", +%" G_GSIZE_FORMAT ") lies outside "
-                           "the arena of %" G_GSIZE_FORMAT " elements",
-                           pass == 0 ? "input" : "output", i, slot->offset, slot->n_elements,
-                           graph->arena_elements);
-              return FALSE;
-            }
+          if (slot->direct)
+            size = align_up (size, direct_alignment);
           offsets[i] = size;
           size = align_up (size + slot->n_elements * 4, 16);
         }
@@ -1155,6 +1217,7 @@ plan_staging (UmgVkContext *ctx, UmgPlan *plan, const UmgGraph *graph, GError **
   return umg_vk_buffer_init (ctx, &plan->staging, size, TRUE, "input/output staging buffer", error);
 }
 
+/* Arena slots move between staging and the arena; direct inputs stay in staging. */
 static void
 record_slot_copies (UmgPlan *plan, VkCommandBuffer cmd, gboolean to_arena)
 {
@@ -1169,7 +1232,7 @@ record_slot_copies (UmgPlan *plan, VkCommandBuffer cmd, gboolean to_arena)
         .dstOffset = to_arena ? slot->offset * 4 : offsets[i],
         .size = slot->n_elements * 4,
       };
-      if (region.size == 0)
+      if (region.size == 0 || slot->direct)
         continue;
       if (to_arena)
         vkCmdCopyBuffer (cmd, plan->staging.buffer, plan->arena.buffer, 1, &region);
@@ -1263,6 +1326,11 @@ vulkan_plan (UmgBackend *backend, const UmgGraph *graph, GError **error)
   };
   VkFenceCreateInfo fence_info = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
 
+  if (!umg_graph_validate (graph, self->weight_tensors, self->n_weights, error))
+    {
+      g_free (plan);
+      return NULL;
+    }
   /* matmul may split a huge batch over several dispatches, each with its own set */
   for (guint i = 0; i < graph->ops->len; i++)
     {
@@ -1314,18 +1382,73 @@ failed:
   return NULL;
 }
 
+/* Copies of the direct inputs that lie in device memory into their staging slices, then a
+ * barrier so that the plan's shaders read them. */
 static gboolean
-vulkan_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs, void *const *outputs,
-            GError **error)
+record_prologue (VulkanBackend *self, UmgPlan *plan, const UmgDeviceInput *device_inputs,
+                 GError **error)
+{
+  UmgVkContext *ctx = self->ctx;
+  VkCommandBufferAllocateInfo allocate_info = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+    .commandPool = ctx->command_pool,
+    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+    .commandBufferCount = 1,
+  };
+  VkCommandBufferBeginInfo begin = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+  };
+  gboolean ok;
+
+  /* recording uses the command pool, which other threads allocate from (device frames) */
+  g_rec_mutex_lock (&ctx->lock);
+  ok = (plan->prologue != VK_NULL_HANDLE
+        || umg_vk_check (vkAllocateCommandBuffers (ctx->device, &allocate_info, &plan->prologue),
+                         "vkAllocateCommandBuffers", error))
+       && umg_vk_check (vkResetCommandBuffer (plan->prologue, 0), "vkResetCommandBuffer", error)
+       && umg_vk_check (vkBeginCommandBuffer (plan->prologue, &begin), "vkBeginCommandBuffer",
+                        error);
+  if (ok)
+    {
+      /* the previous run's shaders are done reading staging before it is written again */
+      memory_barrier (plan->prologue,
+                      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                      VK_PIPELINE_STAGE_TRANSFER_BIT, 0);
+      /* and the copies that brought the frames to the device are done writing */
+      memory_barrier (plan->prologue, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                      VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+      for (guint i = 0; i < plan->inputs->len; i++)
+        {
+          const UmgSlot *slot = &g_array_index (plan->inputs, UmgSlot, i);
+          VkBufferCopy region = {
+            .srcOffset = device_inputs[i].offset,
+            .dstOffset = plan->input_staging_offsets[i],
+            .size = slot->n_elements * 4,
+          };
+          if (device_inputs[i].buffer == VK_NULL_HANDLE || region.size == 0)
+            continue;
+          vkCmdCopyBuffer (plan->prologue, device_inputs[i].buffer, plan->staging.buffer, 1,
+                           &region);
+        }
+      memory_barrier (plan->prologue, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                      VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+      ok = umg_vk_check (vkEndCommandBuffer (plan->prologue), "vkEndCommandBuffer", error);
+    }
+  g_rec_mutex_unlock (&ctx->lock);
+  return ok;
+}
+
+static gboolean
+vulkan_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs,
+            const UmgDeviceInput *device_inputs, void *const *outputs, GError **error)
 {
   VulkanBackend *self = (VulkanBackend *) backend;
   UmgVkContext *ctx = self->ctx;
-  VkSubmitInfo submit = {
-    .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-    .commandBufferCount = 1,
-    .pCommandBuffers = &plan->cmd,
-  };
-  gboolean ok;
+  VkCommandBuffer buffers[2];
+  VkSubmitInfo submit = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .pCommandBuffers = buffers };
+  gboolean on_device = FALSE, ok;
 
   g_mutex_lock (&self->run_lock);
   if (!umg_vk_context_check_messages (ctx, error))
@@ -1334,13 +1457,24 @@ vulkan_run (UmgBackend *backend, UmgPlan *plan, const void *const *inputs, void 
       return FALSE;
     }
   for (guint i = 0; i < plan->inputs->len; i++)
-    memcpy (plan->staging.mapped + plan->input_staging_offsets[i], inputs[i],
-            g_array_index (plan->inputs, UmgSlot, i).n_elements * 4);
+    {
+      const UmgSlot *slot = &g_array_index (plan->inputs, UmgSlot, i);
+      if (device_inputs != NULL && device_inputs[i].buffer != VK_NULL_HANDLE)
+        {
+          on_device = TRUE;
+          continue;
+        }
+      /* a direct input (a video frame) is copied exactly: its last row may end at its last
+       * pixel */
+      memcpy (plan->staging.mapped + plan->input_staging_offsets[i], inputs[i],
+              slot->direct ? slot->n_bytes : slot->n_elements * 4);
+    }
 
-  g_rec_mutex_lock (&ctx->lock);
-  ok = umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, plan->fence), "vkQueueSubmit", error);
-  g_rec_mutex_unlock (&ctx->lock);
-  ok = ok
+  ok = !on_device || record_prologue (self, plan, device_inputs, error);
+  if (on_device)
+    buffers[submit.commandBufferCount++] = plan->prologue;
+  buffers[submit.commandBufferCount++] = plan->cmd;
+  ok = ok && umg_vk_queue_submit (ctx, 1, &submit, plan->fence, "vkQueueSubmit", error)
        && umg_vk_check (vkWaitForFences (ctx->device, 1, &plan->fence, VK_TRUE, UINT64_MAX),
                         "vkWaitForFences", error)
        && umg_vk_check (vkResetFences (ctx->device, 1, &plan->fence), "vkResetFences", error);
@@ -1360,7 +1494,7 @@ vulkan_free (UmgBackend *backend)
 
   free_weights (self);
   g_clear_pointer (&self->weight_chunks, g_array_unref);
-  umg_vk_context_free (self->ctx);
+  umg_vk_context_unref (self->ctx);
   g_mutex_clear (&self->run_lock);
   g_free (self->parent.description);
   g_free (self);
@@ -1375,18 +1509,20 @@ static const UmgBackendClass vulkan_class = {
   .free = vulkan_free,
 };
 
-UmgBackend *
-umg_backend_vulkan_new (gint device_index, gboolean allow_cpu_device, GError **error)
+static UmgBackend *
+backend_for_context (UmgVkContext *ctx)
 {
-  UmgVkContext *ctx = umg_vk_context_new (device_index, allow_cpu_device, error);
-  VulkanBackend *self;
+  VulkanBackend *self = g_new0 (VulkanBackend, 1);
 
-  if (ctx == NULL)
-    return NULL;
-  self = g_new0 (VulkanBackend, 1);
   self->parent.klass = &vulkan_class;
-  self->parent.description = g_strdup_printf ("vulkan: %s", ctx->properties.deviceName);
+  self->parent.copies_direct_inputs = TRUE;
+  self->parent.description = g_strdup_printf ("vulkan: %s%s", ctx->properties.deviceName,
+                                              ctx->adopted ? " (shared device)" : "");
   self->ctx = ctx;
+  for (guint i = 0; i < ctx->memory_properties.memoryHeapCount; i++)
+    if (ctx->memory_properties.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+      self->parent.memory_bytes
+          = MAX (self->parent.memory_bytes, ctx->memory_properties.memoryHeaps[i].size);
   self->weight_chunks = g_array_new (FALSE, TRUE, sizeof (UmgVkBuffer));
   /* UMGCLIP_VK_MATMUL=tiled|direct overrides the choice, so tests cover both on lavapipe */
   if (g_getenv ("UMGCLIP_VK_MATMUL") != NULL)
@@ -1395,6 +1531,27 @@ umg_backend_vulkan_new (gint device_index, gboolean allow_cpu_device, GError **e
     self->direct_matmul = ctx->properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
   g_mutex_init (&self->run_lock);
   return &self->parent;
+}
+
+UmgBackend *
+umg_backend_vulkan_new (gint device_index, gboolean allow_cpu_device, GError **error)
+{
+  UmgVkContext *ctx = umg_vk_context_new (device_index, allow_cpu_device, error);
+  return ctx != NULL ? backend_for_context (ctx) : NULL;
+}
+
+UmgBackend *
+umg_backend_vulkan_new_adopted (const UmgClipVulkanDevice *device, GError **error)
+{
+  UmgVkContext *ctx = umg_vk_context_new_adopted (device, error);
+  return ctx != NULL ? backend_for_context (ctx) : NULL;
+}
+
+UmgVkContext *
+umg_backend_vulkan_get_context (UmgBackend *backend)
+{
+  return backend != NULL && backend->klass == &vulkan_class ? ((VulkanBackend *) backend)->ctx
+                                                            : NULL;
 }
 
 gboolean

@@ -195,13 +195,29 @@ check_frame (UmgClipPixelFormat format, const guint8 *const planes[3], const gin
   return FALSE;
 }
 
+void
+umg_crop_clamp (const UmgClipCrop *crop, gint width, gint height, UmgClipCrop *out)
+{
+  if (crop == NULL)
+    {
+      *out = (UmgClipCrop){ 0, 0, width, height };
+      return;
+    }
+  out->x = CLAMP (crop->x, 0, width - 1);
+  out->y = CLAMP (crop->y, 0, height - 1);
+  out->width = CLAMP (crop->width, 1, width - out->x);
+  out->height = CLAMP (crop->height, 1, height - out->y);
+}
+
 gboolean
-umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, const gfloat mean[3],
-                         const gfloat std[3], gfloat *out, GError **error)
+umg_frame_crop_to_tensor (const UmgClipFrame *frame, const UmgClipCrop *crop, gint out_w,
+                          gint out_h, const gfloat mean[3], const gfloat std[3], gfloat *out,
+                          GError **error)
 {
   FrameView view = { .frame = frame };
   const gint width = frame->width, height = frame->height;
   gfloat gain[3], offset[3];
+  UmgClipCrop rect;
 
   if (!check_frame (frame->format, frame->planes, frame->strides, width, height, error))
     return FALSE;
@@ -224,11 +240,13 @@ umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, cons
       gain[c] = 1.0f / (255.0f * std[c]);
       offset[c] = -mean[c] / std[c];
     }
+  /* the shader clamps the same way, so a crop can never read outside the frame */
+  umg_crop_clamp (crop, width, height, &rect);
 
   g_autofree UmgBilinearTap *taps_x = g_new (UmgBilinearTap, out_w);
   g_autofree UmgBilinearTap *taps_y = g_new (UmgBilinearTap, out_h);
-  umg_bilinear_taps (width, out_w, taps_x);
-  umg_bilinear_taps (height, out_h, taps_y);
+  umg_bilinear_taps (rect.width, out_w, taps_x);
+  umg_bilinear_taps (rect.height, out_h, taps_y);
 
   const gsize plane_size = (gsize) out_w * out_h;
   for (gint oy = 0; oy < out_h; oy++)
@@ -238,10 +256,10 @@ umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, cons
         {
           const UmgBilinearTap tx = taps_x[ox];
           gfloat top_left[3], top_right[3], bottom_left[3], bottom_right[3];
-          read_pixel (&view, tx.lo, ty.lo, top_left);
-          read_pixel (&view, tx.hi, ty.lo, top_right);
-          read_pixel (&view, tx.lo, ty.hi, bottom_left);
-          read_pixel (&view, tx.hi, ty.hi, bottom_right);
+          read_pixel (&view, rect.x + tx.lo, rect.y + ty.lo, top_left);
+          read_pixel (&view, rect.x + tx.hi, rect.y + ty.lo, top_right);
+          read_pixel (&view, rect.x + tx.lo, rect.y + ty.hi, bottom_left);
+          read_pixel (&view, rect.x + tx.hi, rect.y + ty.hi, bottom_right);
           for (gint c = 0; c < 3; c++)
             {
               gfloat top = (1.0f - tx.frac) * top_left[c] + tx.frac * top_right[c];
@@ -252,6 +270,20 @@ umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, cons
         }
     }
   return TRUE;
+}
+
+gboolean
+umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint out_h, const gfloat mean[3],
+                         const gfloat std[3], gfloat *out, GError **error)
+{
+  return umg_frame_crop_to_tensor (frame, NULL, out_w, out_h, mean, std, out, error);
+}
+
+gboolean
+umg_frame_check (const UmgClipFrame *frame, GError **error)
+{
+  return check_frame (frame->format, frame->planes, frame->strides, frame->width, frame->height,
+                      error);
 }
 
 guint
@@ -288,6 +320,9 @@ umg_frame_plane_bytes (gint format, gint width, gint height, const gint strides[
     default:
       return 0;
     }
+  for (guint i = 0; i < n_planes; i++)
+    if (strides[i] < 0 || (gsize) strides[i] < row_bytes[i])
+      return 0;
   /* the last row ends after its pixels, not after a whole stride */
   for (guint i = 0; i < 3; i++)
     bytes[i] = i < n_planes ? (rows[i] - 1) * strides[i] + row_bytes[i] : 0;

@@ -42,14 +42,17 @@ typedef enum
   UMG_STORAGE_ARENA,  /* activation arena: 4-byte elements (f32 or i32) */
   UMG_STORAGE_WEIGHT, /* model weight, by index */
   UMG_STORAGE_CONST,  /* graph constant, by index */
+  UMG_STORAGE_INPUT,  /* a direct graph input, by input index: read where the caller keeps it
+                       * (the CPU backend) or where the backend copied it (Vulkan staging),
+                       * never through the arena; read-only */
 } UmgStorage;
 
 /* Where an op reads or writes: an element offset into a storage. The dtype of weights and
- * constants is the tensor's own; the arena is always 4-byte elements. */
+ * constants is the tensor's own; the arena and direct inputs are 4-byte elements. */
 typedef struct
 {
   UmgStorage storage;
-  guint index;  /* tensor index for WEIGHT and CONST, 0 for ARENA */
+  guint index;  /* tensor index for WEIGHT and CONST, input index for INPUT, 0 for ARENA */
   gsize offset; /* in elements */
 } UmgRef;
 
@@ -93,10 +96,12 @@ typedef enum
   UMG_OP_ROI_ALIGN,
   /* dst row r = x_r / max(‖x_r‖, 1e-12), in place allowed. */
   UMG_OP_L2NORM,
-  /* A video frame to the normalised network input [3, out_h, out_w] exactly as
-   * umgclip_frame_to_tensor: colour conversion, bilinear resize, (x / 255 - mean) / std. The
-   * frame's bytes lie in the arena from src's first element, each plane at its byte offset
-   * with its stride; format is a UmgClipPixelFormat. */
+  /* A video frame, or the rectangle of it that the crop names, to the normalised network
+   * input [3, out_h, out_w] exactly as umgclip_frame_to_tensor: colour conversion, bilinear
+   * resize, (x / 255 - mean) / std. src[0..2] are the frame's planes (bytes, each with its
+   * stride; planes the format lacks are ignored), src[3] is the crop: 4 i32 (x, y, width,
+   * height) in frame pixels, read at run time so that one plan serves every box; format is a
+   * UmgClipPixelFormat. */
   UMG_OP_PREPROCESS,
   UMG_N_OPS
 } UmgOpType;
@@ -116,69 +121,90 @@ typedef struct
 
 typedef struct
 {
+  gint rows, cols, src_stride, dst_stride;
+  gfloat eps;
+} UmgLayernormParams;
+
+typedef struct
+{
+  gint batch, rows, cols;
+  gboolean causal;
+} UmgSoftmaxParams;
+
+typedef struct
+{
+  gint rows, cols, src_stride;
+} UmgGatherParams;
+
+typedef struct
+{
+  gint channels, height, width, patch, grid_h, grid_w;
+} UmgIm2colParams;
+
+typedef struct
+{
+  gint64 n, n_b;
+} UmgAddParams;
+
+typedef struct
+{
+  gint rows, cols, src_stride, dst_stride;
+} UmgCopyParams;
+
+typedef struct
+{
+  gint grid_h, grid_w, cols, n_boxes, output_size, sampling;
+} UmgRoiAlignParams;
+
+typedef struct
+{
+  gint rows, cols;
+} UmgL2normParams;
+
+typedef struct
+{
+  gint format, width, height, out_w, out_h;
+  gint strides[3]; /* bytes per row, per plane */
+  gfloat kr, kb;   /* YUV matrix, as UmgClipFrame */
+  gboolean full_range;
+  gfloat mean[3], std[3];
+} UmgPreprocessParams;
+
+typedef struct
+{
   UmgOpType type;
   /* Sources, by op:
    *   MATMUL: a, b, bias (optional)      LAYERNORM: x, gamma, beta
    *   SOFTMAX: bias (optional)           GATHER: table, ids
    *   IM2COL: image                      ADD: a, b
    *   COPY: src                          ROI_ALIGN: map, boxes         L2NORM: x
-   *   PREPROCESS: frame bytes */
-  UmgRef src[3];
+   *   PREPROCESS: planes 0, 1, 2, crop */
+  UmgRef src[4];
   UmgRef dst;
   union
   {
     UmgMatmulParams mm;
-    struct
-    {
-      gint rows, cols, src_stride, dst_stride;
-      gfloat eps;
-    } ln;
-    struct
-    {
-      gint batch, rows, cols;
-      gboolean causal;
-    } softmax;
-    struct
-    {
-      gint rows, cols, src_stride;
-    } gather;
-    struct
-    {
-      gint channels, height, width, patch, grid_h, grid_w;
-    } im2col;
-    struct
-    {
-      gint64 n, n_b;
-    } add;
-    struct
-    {
-      gint rows, cols, src_stride, dst_stride;
-    } copy;
-    struct
-    {
-      gint grid_h, grid_w, cols, n_boxes, output_size, sampling;
-    } roi;
-    struct
-    {
-      gint rows, cols;
-    } l2;
-    struct
-    {
-      gint format, width, height, out_w, out_h;
-      gint strides[3], offsets[3]; /* bytes, per plane */
-      gfloat kr, kb;               /* YUV matrix, as UmgClipFrame */
-      gboolean full_range;
-      gfloat mean[3], std[3];
-    } preprocess;
+    UmgLayernormParams ln;
+    UmgSoftmaxParams softmax;
+    UmgGatherParams gather;
+    UmgIm2colParams im2col;
+    UmgAddParams add;
+    UmgCopyParams copy;
+    UmgRoiAlignParams roi;
+    UmgL2normParams l2;
+    UmgPreprocessParams preprocess;
   } p;
 } UmgOp;
 
-/* A host-visible slice of the arena: graph inputs are written there before a run, outputs
- * read after it. */
+/* A graph input or output. Arena slots are host-visible slices of the arena: inputs are
+ * written there before a run, outputs read after it. Direct inputs (UMG_STORAGE_INPUT) are
+ * n_bytes read where the caller keeps them, or copied once by the backend. */
 typedef struct
 {
-  gsize offset; /* in arena elements */
+  gsize offset; /* in arena elements (arena slots) */
   gsize n_elements;
+  gsize n_bytes;   /* direct inputs: exactly the bytes the caller provides */
+  gboolean direct; /* a UMG_STORAGE_INPUT input */
 } UmgSlot;
 
 typedef struct
@@ -201,7 +227,20 @@ UmgRef umg_graph_add_const (UmgGraph *graph, UmgTensor *tensor);
 /* Declare an arena slice as input or output; returns its index among inputs / outputs. */
 guint umg_graph_add_input (UmgGraph *graph, UmgRef ref, gsize n_elements);
 guint umg_graph_add_output (UmgGraph *graph, UmgRef ref, gsize n_elements);
+/* Declare a direct input of n_bytes and return a ref to its first element. */
+UmgRef umg_graph_add_direct_input (UmgGraph *graph, gsize n_bytes);
 void umg_graph_push (UmgGraph *graph, const UmgOp *op);
+
+/* The op contract, checked once for every backend at plan time: sizes positive where an op
+ * needs them, every ref inside its storage (the weights as given to the backend), required
+ * sources set, destinations in the arena, F16 matrices only where graph.h allows them, slots
+ * inside the arena. Messages name the op by position and type. */
+gboolean umg_graph_validate (const UmgGraph *graph, const UmgTensor *weights, guint n_weights,
+                             GError **error);
+
+/* Elements a PREPROCESS op reads from each plane ref (bytes rounded up to whole elements),
+ * from its frame size and strides; returns the number of planes. */
+guint umg_preprocess_plane_elements (const UmgPreprocessParams *pre, gsize elements[3]);
 
 /* Elements spanned by batch × rows rows of cols elements, rows stride apart and batches
  * batch_stride apart; 0 when any count is not positive. */

@@ -13,6 +13,9 @@
 static const gfloat clip_mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
 static const gfloat clip_std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
 
+/* Sizes and counts in a configuration stay below this, so that products of two fit in 64 bits. */
+#define UMG_CONFIG_INT_LIMIT (1 << 24)
+
 typedef struct
 {
   UmgModel *model;
@@ -244,14 +247,14 @@ config_int (JsonObject *object, const gchar *key, gint fallback, gint *out, cons
   if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
     {
       value = json_node_get_int (node);
-      if (value > 0 && value < (1 << 24))
+      if (value > 0 && value < UMG_CONFIG_INT_LIMIT)
         {
           *out = value;
           return TRUE;
         }
     }
-  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL, "%s: '%s' must be a positive integer",
-               where, key);
+  g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
+               "%s: '%s' must be a positive integer below %d", where, key, UMG_CONFIG_INT_LIMIT);
   return FALSE;
 }
 
@@ -277,6 +280,27 @@ config_double (JsonObject *object, const gchar *key, gdouble fallback, gdouble *
   g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL, "%s: '%s' must be a positive number",
                where, key);
   return FALSE;
+}
+
+/* The member if it holds the given node type, else NULL: json-glib warns with a critical when a
+ * getter meets another type. */
+static JsonNode *
+typed_member (JsonObject *object, const gchar *key, JsonNodeType type)
+{
+  JsonNode *node;
+  if (object == NULL || !json_object_has_member (object, key))
+    return NULL;
+  node = json_object_get_member (object, key);
+  return JSON_NODE_TYPE (node) == type ? node : NULL;
+}
+
+#define value_member(object, key) typed_member (object, key, JSON_NODE_VALUE)
+
+static JsonArray *
+array_member (JsonObject *object, const gchar *key)
+{
+  JsonNode *node = typed_member (object, key, JSON_NODE_ARRAY);
+  return node ? json_node_get_array (node) : NULL;
 }
 
 static gboolean
@@ -310,19 +334,26 @@ static gboolean
 read_pixel_stats (JsonObject *object, const gchar *mean_key, const gchar *std_key,
                   UmgVision *vision)
 {
-  JsonArray *mean, *std;
-  if (object == NULL || !json_object_has_member (object, mean_key)
-      || !json_object_has_member (object, std_key))
-    return FALSE;
-  mean = json_object_get_array_member (object, mean_key);
-  std = json_object_get_array_member (object, std_key);
+  JsonArray *mean = array_member (object, mean_key), *std = array_member (object, std_key);
+  gdouble values[6];
   if (mean == NULL || std == NULL || json_array_get_length (mean) != 3
       || json_array_get_length (std) != 3)
     return FALSE;
+  /* statistics that are not finite numbers, or a spread that is not positive, are ignored */
+  for (guint i = 0; i < 6; i++)
+    {
+      JsonNode *node = json_array_get_element (i < 3 ? mean : std, i % 3);
+      GType type = JSON_NODE_HOLDS_VALUE (node) ? json_node_get_value_type (node) : G_TYPE_INVALID;
+      if (type != G_TYPE_INT64 && type != G_TYPE_DOUBLE)
+        return FALSE;
+      values[i] = json_node_get_double (node);
+      if (!isfinite (values[i]) || (i >= 3 && values[i] <= 0))
+        return FALSE;
+    }
   for (guint i = 0; i < 3; i++)
     {
-      vision->mean[i] = json_array_get_double_element (mean, i);
-      vision->std[i] = json_array_get_double_element (std, i);
+      vision->mean[i] = values[i];
+      vision->std[i] = values[3 + i];
     }
   return TRUE;
 }
@@ -363,11 +394,12 @@ hf_tower_config (JsonObject *config, const gchar *where, gint width, gint mlp, g
       || !config_double (config, "layer_norm_eps", 1e-5, &eps, where, error))
     return FALSE;
   tower->eps = eps;
-  if (!parse_activation (
-          config && json_object_has_member (config, "hidden_act")
-              ? json_object_get_string_member_with_default (config, "hidden_act", NULL)
-              : "quick_gelu",
-          &tower->act, where, error))
+  if (!parse_activation (config && json_object_has_member (config, "hidden_act")
+                             ? (value_member (config, "hidden_act")
+                                    ? json_node_get_string (value_member (config, "hidden_act"))
+                                    : NULL)
+                             : "quick_gelu",
+                         &tower->act, where, error))
     return FALSE;
   return TRUE;
 }
@@ -411,6 +443,23 @@ parse_hf_config (UmgModel *model, const gchar *path, GError **error)
   return TRUE;
 }
 
+/* OpenCLIP gives the MLP width as a ratio of the tower width; the product is bounded as a double
+ * before it becomes an integer (a cast of 1e300 is undefined). */
+static gboolean
+mlp_width (gint width, gdouble ratio, const gchar *where, gint *out, GError **error)
+{
+  gdouble product = width * ratio;
+  if (!(product >= 1.0 && product < UMG_CONFIG_INT_LIMIT))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
+                   "%s: mlp_ratio %g gives an MLP width of %g for width %d; it must be in [1, %d)",
+                   where, ratio, product, width, UMG_CONFIG_INT_LIMIT);
+      return FALSE;
+    }
+  *out = (gint) product;
+  return TRUE;
+}
+
 static gboolean
 parse_openclip_config (UmgModel *model, const gchar *path, GError **error)
 {
@@ -430,7 +479,8 @@ parse_openclip_config (UmgModel *model, const gchar *path, GError **error)
   text_cfg = child_object (model_cfg, "text_cfg");
   vision_where = g_strdup_printf ("%s: vision_cfg", path);
   text_where = g_strdup_printf ("%s: text_cfg", path);
-  act = json_object_get_boolean_member_with_default (model_cfg, "quick_gelu", FALSE)
+  act = value_member (model_cfg, "quick_gelu")
+                && json_node_get_boolean (value_member (model_cfg, "quick_gelu"))
             ? UMG_ACT_QUICK_GELU
             : UMG_ACT_GELU;
 
@@ -454,16 +504,24 @@ parse_openclip_config (UmgModel *model, const gchar *path, GError **error)
       && JSON_NODE_HOLDS_ARRAY (json_object_get_member (vision_cfg, "image_size")))
     {
       JsonArray *size = json_object_get_array_member (vision_cfg, "image_size");
-      if (json_array_get_length (size) != 2
-          || json_array_get_int_element (size, 0) != json_array_get_int_element (size, 1)
-          || json_array_get_int_element (size, 0) <= 0)
+      gint64 side[2] = { 0, 0 };
+      /* range-checked as gint64 before narrowing: [2^32 - 4, 2^32 - 4] must not become -4 */
+      for (guint i = 0; i < 2 && json_array_get_length (size) == 2; i++)
+        {
+          JsonNode *node = json_array_get_element (size, i);
+          if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+            side[i] = json_node_get_int (node);
+        }
+      if (json_array_get_length (size) != 2 || side[0] != side[1] || side[0] <= 0
+          || side[0] >= UMG_CONFIG_INT_LIMIT)
         {
           g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
-                       "%s: image_size must be a positive integer or a square [size, size]",
-                       vision_where);
+                       "%s: image_size must be a positive integer below %d or a square [size, "
+                       "size] (got [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "])",
+                       vision_where, UMG_CONFIG_INT_LIMIT, side[0], side[1]);
           return FALSE;
         }
-      model->vision.image_size = json_array_get_int_element (size, 0);
+      model->vision.image_size = (gint) side[0];
     }
   else if (!config_int (vision_cfg, "image_size", 224, &model->vision.image_size, vision_where,
                         error))
@@ -477,8 +535,11 @@ parse_openclip_config (UmgModel *model, const gchar *path, GError **error)
       return FALSE;
     }
   model->vision.tower.heads = model->vision.tower.width / head_width;
-  model->vision.tower.mlp_width = (gint) (model->vision.tower.width * mlp_ratio);
-  model->text.tower.mlp_width = (gint) (model->text.tower.width * text_mlp_ratio);
+  if (!mlp_width (model->vision.tower.width, mlp_ratio, vision_where,
+                  &model->vision.tower.mlp_width, error)
+      || !mlp_width (model->text.tower.width, text_mlp_ratio, text_where,
+                     &model->text.tower.mlp_width, error))
+    return FALSE;
   model->vision.tower.act = model->text.tower.act = act;
   model->vision.tower.eps = model->text.tower.eps = 1e-5f;
   read_pixel_stats (child_object (root, "preprocess_cfg"), "mean", "std", &model->vision);
@@ -562,6 +623,30 @@ import_tower (Loader *loader, const gchar *layer_prefix, const LayerNames *names
       g_autofree gchar *prefix = g_strdup_printf ("%s.%d", layer_prefix, i);
       if (!import_layer (loader, prefix, names, tower, &tower->layer[i], error))
         return FALSE;
+    }
+  return TRUE;
+}
+
+/* Before the layer tables are allocated: a file with fewer tensors than the configuration's layers
+ * need (10^6 layers) is rejected here, naming both files. Past this, every tensor's shape is
+ * compared with the file's before anything of its size is allocated. */
+static gboolean
+check_file_holds_config (Loader *loader, GError **error)
+{
+  const UmgModel *model = loader->model;
+  /* every layer has at least 12 tensors (OpenCLIP's packed q, k, v) */
+  const guint64 min_tensors
+      = 12 * ((guint64) model->vision.tower.layers + model->text.tower.layers);
+  const guint n_tensors = umg_safetensors_n_tensors (loader->file);
+
+  if (min_tensors > n_tensors)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_MODEL,
+                   "%s: %d vision and %d text layers need at least %" G_GUINT64_FORMAT
+                   " tensors, but %s holds %u",
+                   loader->config_name, model->vision.tower.layers, model->text.tower.layers,
+                   min_tensors, umg_safetensors_path (loader->file), n_tensors);
+      return FALSE;
     }
   return TRUE;
 }
@@ -692,7 +777,7 @@ umg_model_load (const gchar *dir, GError **error)
     return NULL;
   model->file = loader.file;
   model->dtype = g_ascii_strdown (umg_st_dtype_name (umg_safetensors_main_dtype (loader.file)), -1);
-  if (!import_weights (&loader, openclip, error))
+  if (!check_file_holds_config (&loader, error) || !import_weights (&loader, openclip, error))
     return NULL;
   return g_steal_pointer (&model);
 }

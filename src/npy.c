@@ -32,9 +32,10 @@ header_value (const gchar *header, const gchar *key)
   return at;
 }
 
+/* data_size bounds the element count, so that the product is checked before it can wrap. */
 static gboolean
-parse_header (const gchar *path, const gchar *header, UmgArray *array, gboolean *is_int32,
-              GError **error)
+parse_header (const gchar *path, const gchar *header, gsize data_size, UmgArray *array,
+              gboolean *is_int32, GError **error)
 {
   const gchar *descr = header_value (header, "descr");
   const gchar *order = header_value (header, "fortran_order");
@@ -81,9 +82,24 @@ parse_header (const gchar *path, const gchar *header, UmgArray *array, gboolean 
           return FALSE;
         }
       array->shape[array->n_dims++] = value;
-      array->n_elements *= value;
       cursor = end;
     }
+  for (guint i = 0; i < array->n_dims; i++)
+    if (array->shape[i] == 0)
+      array->n_elements = 0;
+  for (guint i = 0; i < array->n_dims && array->n_elements != 0; i++)
+    if (!g_size_checked_mul (&array->n_elements, array->n_elements, array->shape[i])
+        || array->n_elements > data_size / 4)
+      {
+        g_autofree gchar *shown = g_strndup (shape, strcspn (shape, ")") + 1);
+        g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                     "%s: shape %.80s has more elements than the %" G_GSIZE_FORMAT
+                     " data bytes hold",
+                     path, shown, data_size);
+        array->n_elements = 0;
+        array->n_dims = 0;
+        return FALSE;
+      }
   return TRUE;
 }
 
@@ -130,7 +146,7 @@ umg_npy_load (const gchar *path, UmgArray *array, GError **error)
       return FALSE;
     }
   header = g_strndup (contents + data_start - header_len, header_len);
-  if (!parse_header (path, header, array, &is_int32, error))
+  if (!parse_header (path, header, size - data_start, array, &is_int32, error))
     return FALSE;
   if (size - data_start != array->n_elements * 4)
     {

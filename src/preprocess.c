@@ -1,6 +1,6 @@
 /* CLIP's image preprocessing on the host, for still images given to the command-line tool:
- * shorter side to the model size, centre crop, normalise. Video frames are prepared by
- * shaders in the elements instead. */
+ * shorter side to the model size, centre crop, normalise. Video frames are prepared by the
+ * backend instead (umgclip_encode_frames: a shader on Vulkan, frame.c on the CPU). */
 #include "context.h"
 
 #include <math.h>

@@ -102,3 +102,77 @@ umgclip_roi_align (const gfloat *dense, gint grid_w, gint grid_h, gint dim, gflo
   for (guint i = 0; i < n_boxes; i++)
     umgclip_l2_normalize (out + (gsize) i * dim, dim);
 }
+
+void
+umgclip_mask_pool (const gfloat *dense, gint grid_w, gint grid_h, gint dim, const guint8 *map,
+                   gboolean wide, gint mask_w, gint mask_h, const guint *values, guint n_values,
+                   gfloat *out)
+{
+  const gsize n_cells = (gsize) grid_w * grid_h;
+  const guint n_codes = wide ? 65536 : 256;
+  g_autofree gint *region_of_value = g_new (gint, n_codes);
+  g_autofree gfloat *weights = g_new0 (gfloat, (gsize) MAX (n_values, 1) * n_cells);
+
+  for (guint v = 0; v < n_codes; v++)
+    region_of_value[v] = -1;
+  for (guint r = 0; r < n_values; r++)
+    if (values[r] < n_codes)
+      region_of_value[values[r]] = (gint) r;
+
+  for (gint my = 0; my < mask_h; my++)
+    {
+      gfloat cy = CLAMP ((my + 0.5f) * grid_h / mask_h - 0.5f, 0.0f, (gfloat) grid_h - 1.0f);
+      gint y0 = (gint) cy, y1 = MIN (y0 + 1, grid_h - 1);
+      gfloat wy = cy - y0;
+      for (gint mx = 0; mx < mask_w; mx++)
+        {
+          gsize pixel = (gsize) my * mask_w + mx;
+          guint value = wide ? map[2 * pixel] | (guint) map[2 * pixel + 1] << 8 : map[pixel];
+          gint r = region_of_value[value];
+          gfloat cx, wx, *w;
+          gint x0, x1;
+          if (r < 0)
+            continue;
+          cx = CLAMP ((mx + 0.5f) * grid_w / mask_w - 0.5f, 0.0f, (gfloat) grid_w - 1.0f);
+          x0 = (gint) cx;
+          x1 = MIN (x0 + 1, grid_w - 1);
+          wx = cx - x0;
+          w = weights + (gsize) r * n_cells;
+          w[y0 * grid_w + x0] += (1 - wy) * (1 - wx);
+          w[y0 * grid_w + x1] += (1 - wy) * wx;
+          w[y1 * grid_w + x0] += wy * (1 - wx);
+          w[y1 * grid_w + x1] += wy * wx;
+        }
+    }
+
+  for (guint r = 0; r < n_values; r++)
+    {
+      const gfloat *w = weights + (gsize) r * n_cells;
+      gfloat *embedding = out + (gsize) r * dim;
+      memset (embedding, 0, dim * sizeof (gfloat));
+      for (gsize cell = 0; cell < n_cells; cell++)
+        if (w[cell] != 0)
+          for (gint c = 0; c < dim; c++)
+            embedding[c] += w[cell] * dense[cell * dim + c];
+      umgclip_l2_normalize (embedding, dim);
+    }
+}
+
+void
+umgclip_crop_for_box (UmgClipPixelFormat format, gint frame_width, gint frame_height, gint x,
+                      gint y, gint w, gint h, UmgClipCrop *out)
+{
+  const gboolean subsampled = format == UMGCLIP_FORMAT_NV12 || format == UMGCLIP_FORMAT_I420;
+  gint x0 = CLAMP (x, 0, frame_width - 1);
+  gint y0 = CLAMP (y, 0, frame_height - 1);
+  gint x1 = CLAMP ((gint64) x + w, x0 + 1, frame_width);
+  gint y1 = CLAMP ((gint64) y + h, y0 + 1, frame_height);
+
+  /* chroma of 4:2:0 is read from the crop's corner on: keep the corner on a chroma sample */
+  if (subsampled)
+    {
+      x0 &= ~1;
+      y0 &= ~1;
+    }
+  *out = (UmgClipCrop){ x0, y0, x1 - x0, y1 - y0 };
+}

@@ -12,6 +12,7 @@ struct _UmgSafetensors
   gchar *path;
   GMappedFile *mapping;
   GHashTable *tensors; /* name -> UmgStTensor * */
+  gsize data_size;     /* bytes after the header */
 };
 
 static void
@@ -68,7 +69,9 @@ parse_entry (UmgSafetensors *file, const gchar *name, JsonNode *node, const guin
   if (!json_object_has_member (entry, "dtype") || !json_object_has_member (entry, "shape")
       || !json_object_has_member (entry, "data_offsets"))
     goto bad_entry;
-  dtype_text = json_object_get_string_member_with_default (entry, "dtype", NULL);
+  dtype_text = JSON_NODE_HOLDS_VALUE (json_object_get_member (entry, "dtype"))
+                   ? json_object_get_string_member_with_default (entry, "dtype", NULL)
+                   : NULL;
   if (dtype_text == NULL || !parse_dtype (dtype_text, &tensor->dtype))
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
@@ -76,6 +79,10 @@ parse_entry (UmgSafetensors *file, const gchar *name, JsonNode *node, const guin
                    name, dtype_text ? dtype_text : "(not a string)");
       return FALSE;
     }
+  /* json-glib warns (a critical) when asked for an array that is something else */
+  if (!JSON_NODE_HOLDS_ARRAY (json_object_get_member (entry, "shape"))
+      || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (entry, "data_offsets")))
+    goto bad_entry;
   shape = json_object_get_array_member (entry, "shape");
   offsets = json_object_get_array_member (entry, "data_offsets");
   if (shape == NULL || offsets == NULL || json_array_get_length (offsets) != 2
@@ -88,15 +95,30 @@ parse_entry (UmgSafetensors *file, const gchar *name, JsonNode *node, const guin
     {
       JsonNode *dim = json_array_get_element (shape, i);
       gint64 value;
-      if (json_node_get_value_type (dim) != G_TYPE_INT64)
+      if (!JSON_NODE_HOLDS_VALUE (dim) || json_node_get_value_type (dim) != G_TYPE_INT64)
         goto bad_entry;
       value = json_node_get_int (dim);
       if (value < 0 || value > G_MAXINT32)
         goto bad_entry;
       tensor->shape[i] = value;
-      tensor->n_elements *= value;
     }
-  if (json_node_get_value_type (json_array_get_element (offsets, 0)) != G_TYPE_INT64
+  /* The data bytes bound the product; a count that wrapped would pass the byte check below. */
+  for (guint i = 0; i < tensor->n_dims && tensor->n_elements != 0; i++)
+    if (tensor->shape[i] == 0)
+      tensor->n_elements = 0;
+  for (guint i = 0; i < tensor->n_dims && tensor->n_elements != 0; i++)
+    if (!g_size_checked_mul (&tensor->n_elements, tensor->n_elements, tensor->shape[i])
+        || tensor->n_elements > data_size)
+      {
+        g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                     "%s: tensor '%s' has a shape with more elements than the %" G_GSIZE_FORMAT
+                     " data bytes hold",
+                     file->path, name, data_size);
+        return FALSE;
+      }
+  if (!JSON_NODE_HOLDS_VALUE (json_array_get_element (offsets, 0))
+      || !JSON_NODE_HOLDS_VALUE (json_array_get_element (offsets, 1))
+      || json_node_get_value_type (json_array_get_element (offsets, 0)) != G_TYPE_INT64
       || json_node_get_value_type (json_array_get_element (offsets, 1)) != G_TYPE_INT64)
     goto bad_entry;
   begin = json_array_get_int_element (offsets, 0);
@@ -189,6 +211,7 @@ umg_safetensors_open (const gchar *path, GError **error)
                    path);
       return NULL;
     }
+  file->data_size = size - 8 - header_size;
   json_object_iter_init (&iter, json_node_get_object (root));
   while (json_object_iter_next (&iter, &name, &node))
     {
@@ -209,6 +232,18 @@ umg_safetensors_free (UmgSafetensors *file)
   g_clear_pointer (&file->mapping, g_mapped_file_unref);
   g_free (file->path);
   g_free (file);
+}
+
+guint
+umg_safetensors_n_tensors (UmgSafetensors *file)
+{
+  return g_hash_table_size (file->tensors);
+}
+
+gsize
+umg_safetensors_data_size (UmgSafetensors *file)
+{
+  return file->data_size;
 }
 
 const gchar *

@@ -30,6 +30,8 @@ void umg_safetensors_free (UmgSafetensors *file);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgSafetensors, umg_safetensors_free)
 
 const gchar *umg_safetensors_path (UmgSafetensors *file);
+guint umg_safetensors_n_tensors (UmgSafetensors *file);
+gsize umg_safetensors_data_size (UmgSafetensors *file); /* bytes after the header */
 /* NULL when the file has no tensor of that name. */
 const UmgStTensor *umg_safetensors_get (UmgSafetensors *file, const gchar *name);
 /* The dtype shared by most tensors, for display. */

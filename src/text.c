@@ -19,7 +19,7 @@ umg_text_graph_new (const UmgModel *model, gint n_seq, gint length)
   umg_graph_add_input (graph, ids, tokens);
   ends = umg_graph_alloc (graph, n_seq);
   umg_graph_add_input (graph, ends, n_seq);
-  umg_block_buffers_alloc (graph, tower, n_seq, length, &buffers);
+  umg_block_buffers_alloc (graph, tower, n_seq, length, FALSE, &buffers);
 
   op = (UmgOp){ .type = UMG_OP_GATHER };
   op.src[0] = umg_ref_weight (text->token_embedding);

@@ -17,6 +17,11 @@
 /* Labels are few; the bound only keeps a long-running pipeline fed with captions from
  * growing without end. */
 #define WORD_CACHE_LIMIT 65536
+/* Longer pieces are encoded each time they occur: a cache of long words would grow with the
+ * text it is fed. */
+#define WORD_CACHE_MAX_BYTES 256
+/* OpenAI's file holds 525 kB in its first 48,895 lines */
+#define BPE_GZ_MAX_BYTES (2u << 20)
 #define HTML_NAME_MAX 32
 
 typedef struct
@@ -223,34 +228,56 @@ read_file (const gchar *path, gchar **contents, gsize *length, GError **error)
   return TRUE;
 }
 
+/* Inflates only the first max_lines lines: CLIP reads 48,894 merges of a file that holds more,
+ * and a small file that inflates to gigabytes must fail early instead of filling memory. */
 static gboolean
-gunzip (const gchar *path, const gchar *data, gsize size, gchar **text, gsize *text_len,
-        GError **error)
+gunzip_lines (const gchar *path, const gchar *data, gsize size, guint max_lines, gchar **text,
+              gsize *text_len, GError **error)
 {
   g_autoptr (GZlibDecompressor) decompressor
       = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
   g_autoptr (GInputStream) compressed = g_memory_input_stream_new_from_data (data, size, NULL);
   g_autoptr (GInputStream) plain
       = g_converter_input_stream_new (compressed, G_CONVERTER (decompressor));
-  g_autoptr (GOutputStream) sink = g_memory_output_stream_new_resizable ();
+  g_autoptr (GByteArray) out = g_byte_array_new ();
   g_autoptr (GError) local = NULL;
-  gsize written;
+  guint8 chunk[65536];
+  guint lines = 0;
+  gsize end = 0; /* bytes up to and including the last newline counted */
 
-  if (g_output_stream_splice (sink, plain, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, NULL, &local) < 0)
+  while (lines < max_lines)
     {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad gzip data: %s", path,
-                   local->message);
-      return FALSE;
+      gssize got = g_input_stream_read (plain, chunk, sizeof chunk, NULL, &local);
+      if (got < 0)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: bad gzip data: %s", path,
+                       local->message);
+          return FALSE;
+        }
+      if (got == 0)
+        break;
+      for (const guint8 *at = chunk;
+           lines < max_lines && (at = memchr (at, '\n', chunk + got - at)) != NULL; at++)
+        {
+          lines++;
+          end = out->len + (at - chunk) + 1;
+        }
+      g_byte_array_append (out, chunk, got);
+      if (lines < max_lines && out->len > BPE_GZ_MAX_BYTES)
+        {
+          g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
+                       "%s: the first %u lines inflate to more than %u MiB; not a CLIP BPE file",
+                       path, max_lines, BPE_GZ_MAX_BYTES >> 20);
+          return FALSE;
+        }
     }
+  if (lines < max_lines)
+    end = out->len;
   /* The terminating NUL lets the parser use string functions. */
-  if (!g_output_stream_write_all (sink, "", 1, &written, NULL, &local)
-      || !g_output_stream_close (sink, NULL, &local))
-    {
-      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT, "%s: %s", path, local->message);
-      return FALSE;
-    }
-  *text_len = g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (sink)) - 1;
-  *text = g_memory_output_stream_steal_data (G_MEMORY_OUTPUT_STREAM (sink));
+  g_byte_array_set_size (out, end + 1);
+  out->data[end] = '\0';
+  *text_len = end;
+  *text = (gchar *) g_byte_array_free (g_steal_pointer (&out), FALSE);
   return TRUE;
 }
 
@@ -366,7 +393,8 @@ umg_tokenizer_new_from_bpe_gz (const gchar *path, GError **error)
   g_return_val_if_fail (path != NULL, NULL);
 
   if (!read_file (path, &compressed, &compressed_len, error)
-      || !gunzip (path, compressed, compressed_len, &text, &text_len, error)
+      || !gunzip_lines (path, compressed, compressed_len, 1 + BPE_GZ_MERGES, &text, &text_len,
+                        error)
       || !check_utf8 (path, text, text_len, error))
     return NULL;
 
@@ -434,7 +462,8 @@ load_vocab_json (const gchar *path, guint *vocab_size, GError **error)
                    local->message);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_FORMAT,
                    "%s: expected an object mapping tokens to ids", path);
@@ -1040,54 +1069,167 @@ match_piece (const gunichar *text, gsize n, gsize at, gboolean *special)
 
 /* ---- byte-pair encoding --------------------------------------------------------------- */
 
+/* A pair of neighbouring symbols that a rule merges. The stamps are the two symbols' merge
+ * counts when the pair was seen: a pair whose symbols changed since is stale. */
+typedef struct
+{
+  gint32 rank;
+  gsize left, right;
+  guint32 left_stamp, right_stamp;
+  const MergeRule *rule;
+} Candidate;
+
+/* Binary min-heap of candidates by (rank, left): equal ranks come out left to right. */
+static gboolean
+candidate_before (const Candidate *a, const Candidate *b)
+{
+  return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
+}
+
+static void
+heap_push (GArray *heap, const Candidate *candidate)
+{
+  Candidate *items;
+  gsize at = heap->len;
+
+  g_array_append_val (heap, *candidate);
+  items = (Candidate *) heap->data;
+  while (at > 0 && candidate_before (&items[at], &items[(at - 1) / 2]))
+    {
+      Candidate swap = items[at];
+      items[at] = items[(at - 1) / 2];
+      items[(at - 1) / 2] = swap;
+      at = (at - 1) / 2;
+    }
+}
+
+static Candidate
+heap_pop (GArray *heap)
+{
+  Candidate *items = (Candidate *) heap->data;
+  Candidate top = items[0];
+  gsize at = 0, n;
+
+  items[0] = items[heap->len - 1];
+  g_array_set_size (heap, heap->len - 1);
+  n = heap->len;
+  while (TRUE)
+    {
+      gsize child = 2 * at + 1, smallest = at;
+      if (child < n && candidate_before (&items[child], &items[smallest]))
+        smallest = child;
+      if (child + 1 < n && candidate_before (&items[child + 1], &items[smallest]))
+        smallest = child + 1;
+      if (smallest == at)
+        break;
+      Candidate swap = items[at];
+      items[at] = items[smallest];
+      items[smallest] = swap;
+      at = smallest;
+    }
+  return top;
+}
+
+/* The symbols of one word, as a linked list so that a merge costs O(1). */
+typedef struct
+{
+  gint32 *symbols;
+  gsize *next, *prev; /* G_MAXSIZE: none */
+  guint32 *stamp;     /* merges so far at that symbol */
+} Symbols;
+
+static void
+note_pair (UmgTokenizer *tok, const Symbols *word, gsize left, GArray *out)
+{
+  gsize right = word->next[left];
+  gint64 key;
+  const MergeRule *rule;
+  Candidate candidate;
+
+  if (right == G_MAXSIZE)
+    return;
+  key = pair_key (word->symbols[left], word->symbols[right]);
+  rule = g_hash_table_lookup (tok->rule_by_pair, &key);
+  if (rule == NULL)
+    return;
+  candidate = (Candidate){ rule->rank, left, right, word->stamp[left], word->stamp[right], rule };
+  g_array_append_val (out, candidate);
+}
+
 /* OpenAI's bpe(): repeatedly take the adjacent pair with the lowest merge rank and merge
  * every occurrence of it, left to right; the word's last byte carries </w>. Works on ids
- * rather than strings: each vocabulary string has exactly one id. */
+ * rather than strings: each vocabulary string has exactly one id. Rescanning the word for
+ * each merge costs O(n^2) on a long word; here the pairs wait in a heap, and the pairs that
+ * a round of one rank creates join the heap only once that round is over, as in OpenAI's
+ * loop: O(n log n). */
 static WordIds *
 encode_word (UmgTokenizer *tok, const guint8 *bytes, gsize n_bytes)
 {
-  gint32 *symbols = g_new (gint32, n_bytes);
-  gsize n = n_bytes;
-  WordIds *word;
+  Symbols word;
+  g_autoptr (GArray) heap = g_array_new (FALSE, FALSE, sizeof (Candidate));
+  g_autoptr (GArray) pending = g_array_new (FALSE, FALSE, sizeof (Candidate));
+  gint32 round_rank = -1;
+  gsize n = 0;
+  WordIds *out;
 
+  word.symbols = g_new (gint32, n_bytes);
+  word.next = g_new (gsize, n_bytes);
+  word.prev = g_new (gsize, n_bytes);
+  word.stamp = g_new0 (guint32, n_bytes);
   for (gsize i = 0; i < n_bytes; i++)
-    symbols[i] = i + 1 < n_bytes ? tok->byte_id[bytes[i]] : tok->byte_end_id[bytes[i]];
-
-  while (n > 1)
     {
-      const MergeRule *best = NULL;
-      gsize kept = 0;
+      word.symbols[i] = i + 1 < n_bytes ? tok->byte_id[bytes[i]] : tok->byte_end_id[bytes[i]];
+      word.next[i] = i + 1 < n_bytes ? i + 1 : G_MAXSIZE;
+      word.prev[i] = i > 0 ? i - 1 : G_MAXSIZE;
+    }
+  for (gsize i = 0; i + 1 < n_bytes; i++)
+    note_pair (tok, &word, i, pending);
 
-      for (gsize i = 0; i + 1 < n; i++)
+  while (TRUE)
+    {
+      Candidate top;
+      gsize left, right;
+
+      if (pending->len > 0 && (heap->len == 0 || ((Candidate *) heap->data)[0].rank != round_rank))
         {
-          gint64 key = pair_key (symbols[i], symbols[i + 1]);
-          const MergeRule *rule = g_hash_table_lookup (tok->rule_by_pair, &key);
-
-          if (rule != NULL && (best == NULL || rule->rank < best->rank))
-            best = rule;
+          for (guint i = 0; i < pending->len; i++)
+            heap_push (heap, &g_array_index (pending, Candidate, i));
+          g_array_set_size (pending, 0);
         }
-      if (best == NULL)
+      if (heap->len == 0)
         break;
-      for (gsize i = 0; i < n;)
-        {
-          if (i + 1 < n && pair_key (symbols[i], symbols[i + 1]) == best->pair)
-            {
-              symbols[kept++] = best->merged_id;
-              i += 2;
-            }
-          else
-            {
-              symbols[kept++] = symbols[i++];
-            }
-        }
-      n = kept;
+      top = heap_pop (heap);
+      round_rank = top.rank;
+      left = top.left;
+      right = top.right;
+      /* merged symbols leave the list with their stamp raised, so a stale pair fails here */
+      if (word.next[left] != right || word.stamp[left] != top.left_stamp
+          || word.stamp[right] != top.right_stamp)
+        continue;
+      word.symbols[left] = top.rule->merged_id;
+      word.stamp[left]++;
+      word.stamp[right]++;
+      word.next[left] = word.next[right];
+      if (word.next[right] != G_MAXSIZE)
+        word.prev[word.next[right]] = left;
+      word.next[right] = G_MAXSIZE;
+      if (word.prev[left] != G_MAXSIZE)
+        note_pair (tok, &word, word.prev[left], pending);
+      note_pair (tok, &word, left, pending);
     }
 
-  word = g_malloc (sizeof (WordIds) + n * sizeof (gint32));
-  word->n_ids = n;
-  memcpy (word->ids, symbols, n * sizeof (gint32));
-  g_free (symbols);
-  return word;
+  for (gsize i = 0; n_bytes > 0 && i != G_MAXSIZE; i = word.next[i])
+    n++;
+  out = g_malloc (sizeof (WordIds) + n * sizeof (gint32));
+  out->n_ids = n;
+  n = 0;
+  for (gsize i = 0; n_bytes > 0 && i != G_MAXSIZE; i = word.next[i])
+    out->ids[n++] = word.symbols[i];
+  g_free (word.symbols);
+  g_free (word.next);
+  g_free (word.prev);
+  g_free (word.stamp);
+  return out;
 }
 
 /* Appends the piece's ids to tokens[*count..limit). */
@@ -1096,7 +1238,15 @@ append_piece (UmgTokenizer *tok, const gchar *piece, gsize len, gint32 *tokens, 
               gint limit)
 {
   const WordIds *word;
+  g_autofree WordIds *uncached = NULL;
 
+  if (len > WORD_CACHE_MAX_BYTES)
+    {
+      uncached = encode_word (tok, (const guint8 *) piece, len);
+      for (guint i = 0; i < uncached->n_ids && *count < limit; i++)
+        tokens[(*count)++] = uncached->ids[i];
+      return;
+    }
   g_mutex_lock (&tok->cache_lock);
   word = g_hash_table_lookup (tok->word_cache, piece);
   if (word == NULL)

@@ -7,11 +7,12 @@
 
 void
 umg_block_buffers_alloc (UmgGraph *graph, const UmgTower *tower, gint n_seq, gint seq_len,
-                         UmgBlockBuffers *buffers)
+                         gboolean separate_sequences, UmgBlockBuffers *buffers)
 {
   gsize tokens = (gsize) n_seq * seq_len;
   buffers->n_seq = n_seq;
   buffers->seq_len = seq_len;
+  buffers->separate_sequences = separate_sequences;
   buffers->x = umg_graph_alloc (graph, tokens * tower->width);
   buffers->normed = umg_graph_alloc (graph, tokens * tower->width);
   buffers->qkv = umg_graph_alloc (graph, tokens * 3 * tower->width);
@@ -20,9 +21,12 @@ umg_block_buffers_alloc (UmgGraph *graph, const UmgTower *tower, gint n_seq, gin
   buffers->hidden = umg_graph_alloc (graph, tokens * tower->mlp_width);
 }
 
-void
-umg_push_linear (UmgGraph *graph, UmgRef x, gint rows, gint k, UmgRef weight, UmgRef bias, gint n,
-                 UmgRef out, UmgActivation act, gboolean accumulate)
+/* batch blocks of rows × k by weightᵀ: block b's rows at x + b stride_a, its output at
+ * out + b stride_c. */
+static void
+push_linear_strided (UmgGraph *graph, UmgRef x, gint n_seq, gint rows, gint k, UmgRef weight,
+                     UmgRef bias, gint n, UmgRef out, gint64 stride_a, gint64 stride_c,
+                     UmgActivation act, gboolean accumulate)
 {
   UmgOp op = { .type = UMG_OP_MATMUL };
   op.src[0] = x;
@@ -33,16 +37,47 @@ umg_push_linear (UmgGraph *graph, UmgRef x, gint rows, gint k, UmgRef weight, Um
     .m = rows,
     .n = n,
     .k = k,
-    .batch = 1,
+    .batch = n_seq,
     .lda = k,
     .ldb = k,
     .ldc = n,
+    .stride_a = stride_a,
+    .stride_b = 0,
+    .stride_c = stride_c,
     .trans_b = TRUE,
     .accumulate = accumulate,
     .act = act,
     .alpha = 1.0f,
   };
   umg_graph_push (graph, &op);
+}
+
+void
+umg_push_linear_blocks (UmgGraph *graph, UmgRef x, gint n_seq, gint rows, gint k, UmgRef weight,
+                        UmgRef bias, gint n, UmgRef out, UmgActivation act, gboolean accumulate)
+{
+  push_linear_strided (graph, x, n_seq, rows, k, weight, bias, n, out, (gint64) rows * k,
+                       (gint64) rows * n, act, accumulate);
+}
+
+void
+umg_push_linear (UmgGraph *graph, UmgRef x, gint rows, gint k, UmgRef weight, UmgRef bias, gint n,
+                 UmgRef out, UmgActivation act, gboolean accumulate)
+{
+  umg_push_linear_blocks (graph, x, 1, rows, k, weight, bias, n, out, act, accumulate);
+}
+
+/* A linear layer over every token of buffers, stacked or one block per sequence. */
+static void
+push_token_linear (UmgGraph *graph, const UmgBlockBuffers *buffers, UmgRef x, gint k, UmgRef weight,
+                   UmgRef bias, gint n, UmgRef out, UmgActivation act, gboolean accumulate)
+{
+  if (buffers->separate_sequences)
+    umg_push_linear_blocks (graph, x, buffers->n_seq, buffers->seq_len, k, weight, bias, n, out,
+                            act, accumulate);
+  else
+    umg_push_linear (graph, x, buffers->n_seq * buffers->seq_len, k, weight, bias, n, out, act,
+                     accumulate);
 }
 
 void
@@ -62,9 +97,12 @@ umg_push_layernorm (UmgGraph *graph, UmgRef x, gint rows, gint cols, gint src_st
   umg_graph_push (graph, &op);
 }
 
-void
-umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffers *buffers,
-                    gint seq, UmgLogits logits, gboolean causal, UmgRef bias, gboolean accumulate)
+/* Attention of the first `queries` tokens of sequence seq (every token: seq_len) over all of
+ * its tokens. */
+static void
+push_attention_rows (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffers *buffers,
+                     gint seq, gint queries, UmgLogits logits, gboolean causal, UmgRef bias,
+                     gboolean accumulate)
 {
   const gint width = tower->width, heads = tower->heads, head_dim = width / heads;
   const gint len = buffers->seq_len;
@@ -81,7 +119,7 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
   logits_op.src[2] = UMG_REF_NONE;
   logits_op.dst = scores;
   logits_op.p.mm = (UmgMatmulParams){
-    .m = len,
+    .m = queries,
     .n = len,
     .k = head_dim,
     .batch = heads,
@@ -90,7 +128,7 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
     .ldc = len,
     .stride_a = head_dim,
     .stride_b = head_dim,
-    .stride_c = (gint64) len * len,
+    .stride_c = (gint64) queries * len,
     .trans_b = TRUE,
     .alpha = 1.0f / sqrtf ((gfloat) head_dim),
   };
@@ -99,7 +137,7 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
   softmax.src[0] = bias;
   softmax.dst = scores;
   softmax.p.softmax.batch = heads;
-  softmax.p.softmax.rows = len;
+  softmax.p.softmax.rows = queries;
   softmax.p.softmax.cols = len;
   softmax.p.softmax.causal = causal;
   umg_graph_push (graph, &softmax);
@@ -109,14 +147,14 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
   mix.src[2] = UMG_REF_NONE;
   mix.dst = umg_ref_offset (buffers->attended, first * width);
   mix.p.mm = (UmgMatmulParams){
-    .m = len,
+    .m = queries,
     .n = head_dim,
     .k = len,
     .batch = heads,
     .lda = len,
     .ldb = 3 * width,
     .ldc = width,
-    .stride_a = (gint64) len * len,
+    .stride_a = (gint64) queries * len,
     .stride_b = head_dim,
     .stride_c = head_dim,
     .trans_b = FALSE,
@@ -127,29 +165,86 @@ umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffer
 }
 
 void
+umg_push_attention (UmgGraph *graph, const UmgTower *tower, const UmgBlockBuffers *buffers,
+                    gint seq, UmgLogits logits, gboolean causal, UmgRef bias, gboolean accumulate)
+{
+  push_attention_rows (graph, tower, buffers, seq, buffers->seq_len, logits, causal, bias,
+                       accumulate);
+}
+
+/* A linear layer over the first token of each sequence: rows in_stride apart in x, out_stride
+ * apart in out. */
+static void
+push_first_token_linear (UmgGraph *graph, const UmgBlockBuffers *buffers, UmgRef x, gint in_stride,
+                         gint k, UmgRef weight, UmgRef bias, gint n, UmgRef out, gint out_stride,
+                         UmgActivation act, gboolean accumulate)
+{
+  push_linear_strided (graph, x, buffers->n_seq, 1, k, weight, bias, n, out, in_stride, out_stride,
+                       act, accumulate);
+}
+
+/* qkv = qkv_proj(ln_1(x)) for every token. */
+static void
+push_qkv (UmgGraph *graph, const UmgTower *tower, const UmgLayerWeights *layer,
+          const UmgBlockBuffers *buffers)
+{
+  const gint width = tower->width;
+  const gint tokens = buffers->n_seq * buffers->seq_len;
+  umg_push_layernorm (graph, buffers->x, tokens, width, width, umg_ref_weight (layer->ln1_weight),
+                      umg_ref_weight (layer->ln1_bias), tower->eps, buffers->normed, width);
+  push_token_linear (graph, buffers, buffers->normed, width, umg_ref_weight (layer->qkv_weight),
+                     umg_ref_weight (layer->qkv_bias), 3 * width, buffers->qkv, UMG_ACT_NONE,
+                     FALSE);
+}
+
+void
+umg_push_block_first_token (UmgGraph *graph, const UmgTower *tower, const UmgLayerWeights *layer,
+                            const UmgBlockBuffers *buffers)
+{
+  const gint width = tower->width;
+  const gint seq_stride = buffers->seq_len * width;
+
+  /* keys and values of every token; the rest for the first token only */
+  push_qkv (graph, tower, layer, buffers);
+  for (gint seq = 0; seq < buffers->n_seq; seq++)
+    push_attention_rows (graph, tower, buffers, seq, 1, UMG_LOGITS_QK, FALSE, UMG_REF_NONE, FALSE);
+  push_first_token_linear (graph, buffers, buffers->attended, seq_stride, width,
+                           umg_ref_weight (layer->out_weight), umg_ref_weight (layer->out_bias),
+                           width, buffers->x, seq_stride, UMG_ACT_NONE, TRUE);
+
+  /* the first tokens' rows, packed: normed[s], hidden[s] */
+  umg_push_layernorm (graph, buffers->x, buffers->n_seq, width, seq_stride,
+                      umg_ref_weight (layer->ln2_weight), umg_ref_weight (layer->ln2_bias),
+                      tower->eps, buffers->normed, width);
+  push_first_token_linear (graph, buffers, buffers->normed, width, width,
+                           umg_ref_weight (layer->fc1_weight), umg_ref_weight (layer->fc1_bias),
+                           tower->mlp_width, buffers->hidden, tower->mlp_width, tower->act, FALSE);
+  push_first_token_linear (graph, buffers, buffers->hidden, tower->mlp_width, tower->mlp_width,
+                           umg_ref_weight (layer->fc2_weight), umg_ref_weight (layer->fc2_bias),
+                           width, buffers->x, seq_stride, UMG_ACT_NONE, TRUE);
+}
+
+void
 umg_push_block (UmgGraph *graph, const UmgTower *tower, const UmgLayerWeights *layer,
                 const UmgBlockBuffers *buffers, gboolean causal)
 {
   const gint width = tower->width;
   const gint tokens = buffers->n_seq * buffers->seq_len;
 
-  umg_push_layernorm (graph, buffers->x, tokens, width, width, umg_ref_weight (layer->ln1_weight),
-                      umg_ref_weight (layer->ln1_bias), tower->eps, buffers->normed, width);
-  umg_push_linear (graph, buffers->normed, tokens, width, umg_ref_weight (layer->qkv_weight),
-                   umg_ref_weight (layer->qkv_bias), 3 * width, buffers->qkv, UMG_ACT_NONE, FALSE);
+  push_qkv (graph, tower, layer, buffers);
   for (gint seq = 0; seq < buffers->n_seq; seq++)
     umg_push_attention (graph, tower, buffers, seq, UMG_LOGITS_QK, causal, UMG_REF_NONE, FALSE);
-  umg_push_linear (graph, buffers->attended, tokens, width, umg_ref_weight (layer->out_weight),
-                   umg_ref_weight (layer->out_bias), width, buffers->x, UMG_ACT_NONE, TRUE);
+  push_token_linear (graph, buffers, buffers->attended, width, umg_ref_weight (layer->out_weight),
+                     umg_ref_weight (layer->out_bias), width, buffers->x, UMG_ACT_NONE, TRUE);
 
   umg_push_layernorm (graph, buffers->x, tokens, width, width, umg_ref_weight (layer->ln2_weight),
                       umg_ref_weight (layer->ln2_bias), tower->eps, buffers->normed, width);
-  umg_push_linear (graph, buffers->normed, tokens, width, umg_ref_weight (layer->fc1_weight),
-                   umg_ref_weight (layer->fc1_bias), tower->mlp_width, buffers->hidden, tower->act,
-                   FALSE);
-  umg_push_linear (graph, buffers->hidden, tokens, tower->mlp_width,
-                   umg_ref_weight (layer->fc2_weight), umg_ref_weight (layer->fc2_bias), width,
-                   buffers->x, UMG_ACT_NONE, TRUE);
+  push_token_linear (graph, buffers, buffers->normed, width, umg_ref_weight (layer->fc1_weight),
+                     umg_ref_weight (layer->fc1_bias), tower->mlp_width, buffers->hidden,
+                     tower->act, FALSE);
+  push_token_linear (graph, buffers, buffers->hidden, tower->mlp_width,
+                     umg_ref_weight (layer->fc2_weight), umg_ref_weight (layer->fc2_bias), width,
+                     buffers->x, UMG_ACT_NONE, TRUE);
 }
 
 UmgRef

@@ -36,6 +36,11 @@ typedef enum
 /* Parse "auto", "cpu", "vulkan" or "vulkan:N"; NULL or "" is auto. */
 gboolean umgclip_parse_device (const gchar *text, UmgClipDeviceKind *kind, gint *index,
                                GError **error);
+/* The device a context opened with (kind, index) would run on: auto becomes cpu or the Vulkan
+ * GPU the runtime would pick, vulkan the device it would pick; out_index is -1 for cpu. Two
+ * spellings of one physical device resolve alike, so callers can share one context per device. */
+gboolean umgclip_resolve_device (UmgClipDeviceKind kind, gint index, UmgClipDeviceKind *out_kind,
+                                 gint *out_index, GError **error);
 gboolean umgclip_parse_dense_mode (const gchar *text, UmgClipDenseMode *mode, GError **error);
 const gchar *umgclip_dense_mode_name (UmgClipDenseMode mode);
 
@@ -60,9 +65,26 @@ const gchar *umgclip_default_model (void);
 UmgClipContext *umgclip_context_new (const gchar *model_dir, UmgClipDeviceKind device,
                                      gint device_index, GError **error);
 void umgclip_context_free (UmgClipContext *ctx);
+/* Whether one image pass at width x height fits the device together with the weights (limit:
+ * UMGCLIP_MEMORY_LIMIT when set, else what the device reports); UMGCLIP_ERROR_DEVICE naming the
+ * model, the size and the limit when not. Elements call it at start with their input-size. */
+gboolean umgclip_context_check_input_size (UmgClipContext *ctx, gint width, gint height,
+                                           GError **error);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgClipContext, umgclip_context_free)
 
 const UmgClipInfo *umgclip_context_get_info (UmgClipContext *ctx);
+
+/* Planned graphs are kept in a least-recently-used cache of this many per context: a stream of
+ * one frame size plans once, and nothing grows without bound. */
+#define UMGCLIP_PLAN_CACHE_SIZE 16
+/* Planned graphs the context holds now (at most UMGCLIP_PLAN_CACHE_SIZE), and how many it has
+ * made since it was created. */
+guint umgclip_context_get_plan_count (UmgClipContext *ctx, guint *plans_made);
+
+/* Fault injection for tests and for users who want to see recovery work: with
+ * UMGCLIP_FAIL_RUNS=K[,L...] in the environment, the K-th (L-th, ...) backend run of the process
+ * fails with UMGCLIP_ERROR_DEVICE as a lost device would; "K-" fails the K-th run and every run
+ * after it. Runs are counted over every context of the process, text and image alike. */
 
 /* tokens receives context_length ids: start, text, end, then zeros. Returns the number of
  * ids before the padding. */
@@ -81,6 +103,10 @@ typedef struct
   const gfloat *boxes; /* n_boxes × (x, y, w, h) in input pixels */
   guint n_boxes;
   gfloat *regions; /* n_boxes × embed_dim, L2-normalised */
+  /* Set by the runtime: frame-sized copies the host made to bring this image's frame to the
+   * backend (1 for a frame in host memory on Vulkan, 0 on the CPU backend, which reads the
+   * frame where it lies, and 0 for frames already on the device). */
+  guint host_copies;
 } UmgClipImageRequest;
 
 /* pixels: [3, height, width] float32, already normalised with the model's mean and std. */
@@ -144,6 +170,8 @@ const gchar *umgclip_pixel_format_name (UmgClipPixelFormat format);
  *   B = Y' + 2 (1 - Kb) Cb',  Kg = 1 - Kr - Kb,
  * with Y' = 255 / 219 (Y - 16), Cb' = 255 / 224 (Cb - 128) in limited range (Y' = Y,
  * Cb' = Cb - 128 in full range), clamped to 0..255. */
+typedef struct _UmgClipDeviceFrame UmgClipDeviceFrame;
+
 typedef struct
 {
   UmgClipPixelFormat format;
@@ -152,7 +180,16 @@ typedef struct
   gint strides[3];         /* bytes per row */
   gfloat kr, kb;
   gboolean full_range;
+  /* Or: the frame's bytes already on the device (umgclip-vulkan.h), laid out with strides;
+   * planes are then ignored. */
+  const UmgClipDeviceFrame *device;
 } UmgClipFrame;
+
+/* A rectangle of a frame, in frame pixels. */
+typedef struct
+{
+  gint x, y, width, height;
+} UmgClipCrop;
 
 /* Convert a frame to the network's input: colour conversion to RGB, bilinear resize to
  * out_w × out_h (half-pixel centres, edge clamp, no antialias: PyTorch's F.interpolate
@@ -169,6 +206,17 @@ gboolean umgclip_frame_to_tensor (const UmgClipFrame *frame, gint out_w, gint ou
  * The last row of each plane may end right after its last pixel. */
 gboolean umgclip_encode_frame (UmgClipContext *ctx, const UmgClipFrame *frame, gint width,
                                gint height, UmgClipImageRequest *request, GError **error);
+
+/* Several images in one batched pass, each exactly as umgclip_encode_frame would compute it
+ * alone. Image i is the crop crops[i] (NULL: whole frames; a crop is clamped to its frame) of
+ * frames[n_frames == 1 ? 0 : i], resized to width × height, with requests[i]. n_frames is 1
+ * (crops of one frame, as a tagger's boxes) or n_images. All frames share one layout (format,
+ * size, strides, colour matrix, range, host or device memory) and all requests one dense mode;
+ * passes hold at most UMGCLIP_MAX_BATCH images, more are split. */
+#define UMGCLIP_MAX_BATCH 8
+gboolean umgclip_encode_frames (UmgClipContext *ctx, const UmgClipFrame *frames, guint n_frames,
+                                const UmgClipCrop *crops, guint n_images, gint width, gint height,
+                                UmgClipImageRequest *requests, GError **error);
 
 /* The model's pixel normalisation (RGB order, on values scaled to 0..1). */
 void umgclip_get_pixel_stats (UmgClipContext *ctx, gfloat mean[3], gfloat std[3]);
@@ -227,6 +275,58 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (UmgClipSegmentation, umgclip_segmentation_clea
 gboolean umgclip_rank_labels (const gfloat *embeddings, guint n, gint dim,
                               const gfloat *label_embeddings, guint n_labels, gfloat logit_scale,
                               guint top_k, guint *ids_out, gfloat *scores_out, GError **error);
+
+/* Mask average of a dense map [grid_h, grid_w, dim] over segments: every pixel of map (a
+ * mask_w × mask_h array of values, 16-bit when wide, else 8-bit) whose value is values[r]
+ * adds its bilinear weights on the grid (half-pixel centres, edge clamp, as the segmentation
+ * upsamples) to segment r, and out[r] (n_values × dim) is that weighted sum of cells,
+ * L2-normalised; segments without pixels come out zero. */
+void umgclip_mask_pool (const gfloat *dense, gint grid_w, gint grid_h, gint dim, const guint8 *map,
+                        gboolean wide, gint mask_w, gint mask_h, const guint *values,
+                        guint n_values, gfloat *out);
+
+/* The crop to re-encode for a box (x, y, w, h in frame pixels) of a frame of format: clipped
+ * to the frame, at least one pixel, its origin moved onto the chroma grid of 4:2:0 formats so
+ * that chroma is read as for a frame of the crop's size. */
+void umgclip_crop_for_box (UmgClipPixelFormat format, gint frame_width, gint frame_height, gint x,
+                           gint y, gint w, gint h, UmgClipCrop *out);
+
+/* ---- Nearest vectors (search.c) ---- */
+
+typedef struct
+{
+  gint64 id;
+  gfloat score;
+} UmgClipScored;
+
+/* The best k of scored items: higher scores first, equal scores by lower id. Scores come from
+ * umgclip_top_k_score (cosine of L2-normalised vectors [n, dim] with query) or are pushed one
+ * at a time. */
+typedef struct _UmgClipTopK UmgClipTopK;
+UmgClipTopK *umgclip_top_k_new (guint k);
+void umgclip_top_k_push (UmgClipTopK *top, gint64 id, gfloat score);
+void umgclip_top_k_score (UmgClipTopK *top, const gfloat *vectors, const gint64 *ids, gsize n,
+                          gint dim, const gfloat *query);
+/* The kept items, best first; valid until the next push or free. */
+const UmgClipScored *umgclip_top_k_finish (UmgClipTopK *top, guint *n);
+void umgclip_top_k_free (UmgClipTopK *top);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgClipTopK, umgclip_top_k_free)
+
+/* ---- Label lists (labels.c) ---- */
+
+/* Items of text separated by any character of separators, each stripped of surrounding
+ * whitespace, empty items dropped; NULL text gives an empty list. Free with g_strfreev. */
+GStrv umgclip_split_list (const gchar *text, const gchar *separators);
+
+/* Prompt templates from text: "imagenet" means OpenAI's 80 ImageNet templates (CLIP's prompt
+ * ensemble), anything else templates separated by ';' ({} marks the label). Free with
+ * g_strfreev. */
+GStrv umgclip_prompt_templates (const gchar *text);
+
+/* is_thing for each label: FALSE for the labels that stuff (a comma-separated list) names,
+ * compared case-insensitively, TRUE for every other label. Free with g_free. */
+gboolean *umgclip_things_from_stuff (const gchar *const *labels, guint n_labels,
+                                     const gchar *stuff);
 
 /* ---- Vulkan devices (vk_context.c) ---- */
 

@@ -1,6 +1,8 @@
 /* Vulkan plumbing for the Vulkan backend: instance and validation messages, device selection,
  * the compute queue, buffers and uploads through staging, and the pipeline cache. */
 #include "vk_context.h"
+#include "vk_frame.h"
+#include "umgclip-vulkan.h"
 #include "umgclip.h"
 
 #include <string.h>
@@ -280,6 +282,49 @@ select_physical_device (UmgVkContext *ctx, gint device_index, gboolean allow_cpu
   return VK_NULL_HANDLE;
 }
 
+static gint devices_created;
+
+guint
+umg_vk_devices_created (void)
+{
+  return (guint) g_atomic_int_get (&devices_created);
+}
+
+/* What the runtime needs to know of its physical device, whoever created the device. */
+static void
+read_device_properties (UmgVkContext *ctx)
+{
+  VkPhysicalDeviceMaintenance3Properties maintenance3 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
+  };
+  VkPhysicalDeviceProperties2 properties2 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+    .pNext = &maintenance3,
+  };
+
+  vkGetPhysicalDeviceProperties (ctx->physical_device, &ctx->properties);
+  vkGetPhysicalDeviceProperties2 (ctx->physical_device, &properties2);
+  ctx->max_allocation_size = maintenance3.maxMemoryAllocationSize;
+  vkGetPhysicalDeviceMemoryProperties (ctx->physical_device, &ctx->memory_properties);
+}
+
+static gboolean
+create_queue_objects (UmgVkContext *ctx, GError **error)
+{
+  VkCommandPoolCreateInfo pool_info = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+    .queueFamilyIndex = ctx->queue_family,
+  };
+  VkFenceCreateInfo fence_info = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
+
+  if (!umg_vk_check (vkCreateCommandPool (ctx->device, &pool_info, NULL, &ctx->command_pool),
+                     "vkCreateCommandPool", error))
+    return FALSE;
+  return umg_vk_check (vkCreateFence (ctx->device, &fence_info, NULL, &ctx->fence), "vkCreateFence",
+                       error);
+}
+
 static gboolean
 create_device (UmgVkContext *ctx, GError **error)
 {
@@ -289,13 +334,6 @@ create_device (UmgVkContext *ctx, GError **error)
   VkPhysicalDeviceFeatures2 features = {
     .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
     .pNext = &storage16,
-  };
-  VkPhysicalDeviceMaintenance3Properties maintenance3 = {
-    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
-  };
-  VkPhysicalDeviceProperties2 properties2 = {
-    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
-    .pNext = &maintenance3,
   };
   gfloat priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info = {
@@ -315,16 +353,7 @@ create_device (UmgVkContext *ctx, GError **error)
     .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
     .pNext = &enabled16,
   };
-  VkCommandPoolCreateInfo pool_info = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-  };
-  VkFenceCreateInfo fence_info = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
-
-  vkGetPhysicalDeviceProperties (ctx->physical_device, &ctx->properties);
-  vkGetPhysicalDeviceProperties2 (ctx->physical_device, &properties2);
-  ctx->max_allocation_size = maintenance3.maxMemoryAllocationSize;
-  vkGetPhysicalDeviceMemoryProperties (ctx->physical_device, &ctx->memory_properties);
+  read_device_properties (ctx);
   vkGetPhysicalDeviceFeatures2 (ctx->physical_device, &features);
 
   /* UMGCLIP_VK_NO_16BIT_STORAGE=1 takes the path of devices without it (tests) */
@@ -339,31 +368,110 @@ create_device (UmgVkContext *ctx, GError **error)
   if (!umg_vk_check (vkCreateDevice (ctx->physical_device, &device_info, NULL, &ctx->device),
                      "vkCreateDevice", error))
     return FALSE;
+  g_atomic_int_inc (&devices_created);
   vkGetDeviceQueue (ctx->device, ctx->queue_family, 0, &ctx->queue);
-
-  pool_info.queueFamilyIndex = ctx->queue_family;
-  if (!umg_vk_check (vkCreateCommandPool (ctx->device, &pool_info, NULL, &ctx->command_pool),
-                     "vkCreateCommandPool", error))
-    return FALSE;
-  return umg_vk_check (vkCreateFence (ctx->device, &fence_info, NULL, &ctx->fence), "vkCreateFence",
-                       error);
+  return create_queue_objects (ctx, error);
 }
 
 static void
 pipeline_free (gpointer data)
 {
-  /* pipelines are destroyed by umg_vk_context_free, which still has the device */
+  /* pipelines are destroyed by umg_vk_context_unref, which still has the device */
   g_free (data);
+}
+
+static UmgVkContext *
+context_alloc (void)
+{
+  UmgVkContext *ctx = g_new0 (UmgVkContext, 1);
+  ctx->refcount = 1;
+  g_mutex_init (&ctx->message_lock);
+  g_rec_mutex_init (&ctx->lock);
+  ctx->pipelines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pipeline_free);
+  return ctx;
+}
+
+UmgVkContext *
+umg_vk_context_new_adopted (const UmgClipVulkanDevice *device, GError **error)
+{
+  g_autoptr (UmgVkContext) ctx = context_alloc ();
+  guint32 n_families = 0;
+  g_autofree VkQueueFamilyProperties *families = NULL;
+
+  if (device->instance == VK_NULL_HANDLE || device->physical_device == VK_NULL_HANDLE
+      || device->device == VK_NULL_HANDLE || device->queue == VK_NULL_HANDLE)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "an adopted Vulkan device needs its instance, physical device, device and "
+                   "queue");
+      return NULL;
+    }
+  ctx->adopted = TRUE;
+  ctx->instance = device->instance;
+  ctx->physical_device = device->physical_device;
+  ctx->device = device->device;
+  ctx->queue = device->queue;
+  ctx->queue_family = device->queue_family;
+  ctx->lock_queue = device->lock_queue;
+  ctx->unlock_queue = device->unlock_queue;
+  ctx->queue_user_data = device->user_data;
+  read_device_properties (ctx);
+
+  if (ctx->properties.apiVersion < VK_API_VERSION_1_1)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                   "the adopted Vulkan device %s supports Vulkan %u.%u; 1.1 is needed",
+                   ctx->properties.deviceName, VK_API_VERSION_MAJOR (ctx->properties.apiVersion),
+                   VK_API_VERSION_MINOR (ctx->properties.apiVersion));
+      return NULL;
+    }
+  vkGetPhysicalDeviceQueueFamilyProperties (ctx->physical_device, &n_families, NULL);
+  families = g_new0 (VkQueueFamilyProperties, MAX (n_families, 1));
+  vkGetPhysicalDeviceQueueFamilyProperties (ctx->physical_device, &n_families, families);
+  if (ctx->queue_family >= n_families
+      || !(families[ctx->queue_family].queueFlags & VK_QUEUE_COMPUTE_BIT))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_DEVICE,
+                   "queue family %u of the adopted Vulkan device %s has no compute",
+                   ctx->queue_family, ctx->properties.deviceName);
+      return NULL;
+    }
+  /* the runtime can only use features the owner enabled: without 16-bit storage, F16 weights
+   * are widened to F32 at upload (the 32-bit paths), never an error */
+  ctx->has_16bit_storage = device->storage_buffer_16bit_access
+                           && g_strcmp0 (g_getenv ("UMGCLIP_VK_NO_16BIT_STORAGE"), "1") != 0;
+  if (!create_queue_objects (ctx, error))
+    return NULL;
+  return g_steal_pointer (&ctx);
+}
+
+UmgVkContext *
+umg_vk_context_ref (UmgVkContext *ctx)
+{
+  g_atomic_int_inc (&ctx->refcount);
+  return ctx;
+}
+
+gboolean
+umg_vk_queue_submit (UmgVkContext *ctx, guint n_submits, const VkSubmitInfo *submits, VkFence fence,
+                     const gchar *what, GError **error)
+{
+  VkResult result;
+
+  g_rec_mutex_lock (&ctx->lock);
+  if (ctx->lock_queue != NULL)
+    ctx->lock_queue (ctx->queue_user_data);
+  result = vkQueueSubmit (ctx->queue, n_submits, submits, fence);
+  if (ctx->unlock_queue != NULL)
+    ctx->unlock_queue (ctx->queue_user_data);
+  g_rec_mutex_unlock (&ctx->lock);
+  return umg_vk_check (result, what, error);
 }
 
 UmgVkContext *
 umg_vk_context_new (gint device_index, gboolean allow_cpu_device, GError **error)
 {
-  g_autoptr (UmgVkContext) ctx = g_new0 (UmgVkContext, 1);
-
-  g_mutex_init (&ctx->message_lock);
-  g_rec_mutex_init (&ctx->lock);
-  ctx->pipelines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pipeline_free);
+  g_autoptr (UmgVkContext) ctx = context_alloc ();
 
   if (!create_instance (ctx, validation_requested (), error))
     return NULL;
@@ -387,16 +495,21 @@ destroy_pipeline (UmgVkContext *ctx, UmgVkPipeline *pipeline)
 }
 
 void
-umg_vk_context_free (UmgVkContext *ctx)
+umg_vk_context_unref (UmgVkContext *ctx)
 {
-  if (ctx == NULL)
+  if (ctx == NULL || !g_atomic_int_dec_and_test (&ctx->refcount))
     return;
   if (ctx->device != VK_NULL_HANDLE)
     {
       GHashTableIter iter;
       gpointer pipeline;
 
-      vkDeviceWaitIdle (ctx->device);
+      /* every submission of ours waits for its fence, and device frames wait for theirs
+       * before they let go of the context: nothing of ours is in flight on an adopted device,
+       * whose other work is none of our business */
+      if (!ctx->adopted)
+        vkDeviceWaitIdle (ctx->device);
+      umg_vk_frame_buffers_clear (ctx);
       g_hash_table_iter_init (&iter, ctx->pipelines);
       while (g_hash_table_iter_next (&iter, NULL, &pipeline))
         destroy_pipeline (ctx, pipeline);
@@ -404,7 +517,8 @@ umg_vk_context_free (UmgVkContext *ctx)
         vkDestroyFence (ctx->device, ctx->fence, NULL);
       if (ctx->command_pool != VK_NULL_HANDLE)
         vkDestroyCommandPool (ctx->device, ctx->command_pool, NULL);
-      vkDestroyDevice (ctx->device, NULL);
+      if (!ctx->adopted)
+        vkDestroyDevice (ctx->device, NULL);
     }
   if (ctx->messenger != VK_NULL_HANDLE)
     {
@@ -414,7 +528,7 @@ umg_vk_context_free (UmgVkContext *ctx)
       if (destroy_messenger != NULL)
         destroy_messenger (ctx->instance, ctx->messenger, NULL);
     }
-  if (ctx->instance != VK_NULL_HANDLE)
+  if (ctx->instance != VK_NULL_HANDLE && !ctx->adopted)
     vkDestroyInstance (ctx->instance, NULL);
   g_hash_table_unref (ctx->pipelines);
   g_free (ctx->first_message);
@@ -451,6 +565,32 @@ umg_vk_has_gpu (void)
       g_once_init_leave (&answer, found ? 2 : 1);
     }
   return answer == 2;
+}
+
+gboolean
+umg_vk_choose_device_index (gint device_index, gboolean allow_cpu_device, gint *out_index,
+                            GError **error)
+{
+  UmgVkContext probe = { 0 };
+  g_autoptr (GPtrArray) devices = NULL;
+  VkPhysicalDevice chosen;
+  gboolean found = FALSE;
+
+  g_mutex_init (&probe.message_lock);
+  if (create_instance (&probe, FALSE, error)
+      && (chosen = select_physical_device (&probe, device_index, allow_cpu_device, error))
+             != VK_NULL_HANDLE
+      && (devices = enumerate_devices (probe.instance, error)) != NULL)
+    for (guint i = 0; i < devices->len && !found; i++)
+      if (devices->pdata[i] == chosen)
+        {
+          *out_index = (gint) i;
+          found = TRUE;
+        }
+  if (probe.instance != VK_NULL_HANDLE)
+    vkDestroyInstance (probe.instance, NULL);
+  g_mutex_clear (&probe.message_lock);
+  return found;
 }
 
 gboolean
@@ -636,8 +776,7 @@ umg_vk_zero_buffer (UmgVkContext *ctx, UmgVkBuffer *buffer, GError **error)
                             0, 1, &barrier, 0, NULL, 0, NULL);
       submit.pCommandBuffers = &cmd;
       ok = umg_vk_check (vkEndCommandBuffer (cmd), "vkEndCommandBuffer", error)
-           && umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, ctx->fence), "vkQueueSubmit",
-                            error)
+           && umg_vk_queue_submit (ctx, 1, &submit, ctx->fence, "vkQueueSubmit", error)
            && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
                             "vkWaitForFences", error)
            && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error);
@@ -679,13 +818,22 @@ umg_vk_uploader_reserve (UmgVkUploader *uploader, VkBuffer dst, VkDeviceSize dst
   VkBufferCopy region;
   VkDeviceSize start = (uploader->used + 15) & ~(VkDeviceSize) 15;
 
-  g_assert (size <= uploader->staging.size);
+  if (size > uploader->staging.size)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "an upload of %" G_GUINT64_FORMAT " bytes does not fit the staging buffer of "
+                   "%" G_GUINT64_FORMAT,
+                   (guint64) size, (guint64) uploader->staging.size);
+      return NULL;
+    }
   if (start + size > uploader->staging.size)
     {
       if (!umg_vk_uploader_flush (uploader, error))
         return NULL;
       start = 0;
     }
+  /* recording uses the command pool, which other threads allocate from (device frames) */
+  g_rec_mutex_lock (&uploader->ctx->lock);
   if (!uploader->recording)
     {
       VkCommandBufferBeginInfo begin = {
@@ -694,11 +842,15 @@ umg_vk_uploader_reserve (UmgVkUploader *uploader, VkBuffer dst, VkDeviceSize dst
       };
       if (!umg_vk_check (vkBeginCommandBuffer (uploader->cmd, &begin), "vkBeginCommandBuffer",
                          error))
-        return NULL;
+        {
+          g_rec_mutex_unlock (&uploader->ctx->lock);
+          return NULL;
+        }
       uploader->recording = TRUE;
     }
   region = (VkBufferCopy){ .srcOffset = start, .dstOffset = dst_offset, .size = size };
   vkCmdCopyBuffer (uploader->cmd, uploader->staging.buffer, dst, 1, &region);
+  g_rec_mutex_unlock (&uploader->ctx->lock);
   uploader->used = start + size;
   return uploader->staging.mapped + start;
 }
@@ -723,16 +875,19 @@ umg_vk_uploader_flush (UmgVkUploader *uploader, GError **error)
 
   if (!uploader->recording)
     return TRUE;
+  /* recording uses the command pool, which other threads allocate from (device frames) */
+  g_rec_mutex_lock (&ctx->lock);
   vkCmdPipelineBarrier (uploader->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1,
                         &barrier, 0, NULL, 0, NULL);
   uploader->recording = FALSE;
   uploader->used = 0;
   if (!umg_vk_check (vkEndCommandBuffer (uploader->cmd), "vkEndCommandBuffer", error))
-    return FALSE;
-
-  g_rec_mutex_lock (&ctx->lock);
-  ok = umg_vk_check (vkQueueSubmit (ctx->queue, 1, &submit, ctx->fence), "upload submit", error)
+    {
+      g_rec_mutex_unlock (&ctx->lock);
+      return FALSE;
+    }
+  ok = umg_vk_queue_submit (ctx, 1, &submit, ctx->fence, "upload submit", error)
        && umg_vk_check (vkWaitForFences (ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX),
                         "upload wait", error)
        && umg_vk_check (vkResetFences (ctx->device, 1, &ctx->fence), "vkResetFences", error)
@@ -750,9 +905,9 @@ umg_vk_uploader_clear (UmgVkUploader *uploader)
     return;
   if (uploader->cmd != VK_NULL_HANDLE)
     {
+      g_rec_mutex_lock (&ctx->lock);
       if (uploader->recording)
         vkEndCommandBuffer (uploader->cmd);
-      g_rec_mutex_lock (&ctx->lock);
       vkFreeCommandBuffers (ctx->device, ctx->command_pool, 1, &uploader->cmd);
       g_rec_mutex_unlock (&ctx->lock);
     }

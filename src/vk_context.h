@@ -36,7 +36,7 @@ typedef struct
   guint push_constant_size;
 } UmgVkPipeline;
 
-typedef struct
+typedef struct _UmgVkContext
 {
   VkInstance instance;
   VkDebugUtilsMessengerEXT messenger;
@@ -51,6 +51,16 @@ typedef struct
   VkFence fence;              /* for one-shot submissions */
   gboolean has_16bit_storage; /* storageBuffer16BitAccess enabled */
 
+  /* An adopted device (umgclip-vulkan.h) belongs to its owner: the instance and device are not
+   * destroyed here, and every submission on its queue takes the owner's queue lock. */
+  gboolean adopted;
+  void (*lock_queue) (gpointer user_data);
+  void (*unlock_queue) (gpointer user_data);
+  gpointer queue_user_data;
+
+  gint refcount;            /* the backend and every device frame made on it */
+  GPtrArray *frame_buffers; /* UmgVkBuffer *: device-frame buffers kept for reuse, under lock */
+
   /* Validation messages arrive on any thread; the first one is kept for the next error. */
   GMutex message_lock;
   guint n_messages;
@@ -64,10 +74,24 @@ typedef struct
 /* See umg_backend_vulkan_new() for device selection. With UMGCLIP_VALIDATION=1 in the
  * environment the Khronos validation layer is required and every message is counted. */
 UmgVkContext *umg_vk_context_new (gint device_index, gboolean allow_cpu_device, GError **error);
-void umg_vk_context_free (UmgVkContext *ctx);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgVkContext, umg_vk_context_free)
+/* A context on a device someone else created (see UmgClipVulkanDevice in umgclip-vulkan.h). */
+typedef struct _UmgClipVulkanDevice UmgClipVulkanDevice;
+UmgVkContext *umg_vk_context_new_adopted (const UmgClipVulkanDevice *device, GError **error);
+UmgVkContext *umg_vk_context_ref (UmgVkContext *ctx);
+void umg_vk_context_unref (UmgVkContext *ctx);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgVkContext, umg_vk_context_unref)
+
+/* vkQueueSubmit on the context's queue under its lock (and the owner's, for adopted devices). */
+gboolean umg_vk_queue_submit (UmgVkContext *ctx, guint n_submits, const VkSubmitInfo *submits,
+                              VkFence fence, const gchar *what, GError **error);
+/* Devices this process created through umg_vk_context_new (adopted ones are not counted). */
+guint umg_vk_devices_created (void);
 
 gboolean umg_vk_has_gpu (void);
+/* The index, in the instance's enumeration, of the device umg_vk_context_new (device_index,
+ * allow_cpu_device) would open. */
+gboolean umg_vk_choose_device_index (gint device_index, gboolean allow_cpu_device, gint *out_index,
+                                     GError **error);
 
 /* FALSE with "Vulkan validation: <first message>" when messages arrived since the last call;
  * the count starts again from zero. */

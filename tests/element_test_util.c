@@ -4,6 +4,8 @@
 #include <gst/video/video.h>
 #include <string.h>
 
+#include "umgclipmeta.h"
+
 const gchar *
 element_test_model (void)
 {
@@ -23,6 +25,10 @@ element_test_make (const gchar *factory)
   GstElement *element = gst_element_factory_make (factory, NULL);
   fail_unless (element != NULL, "%s not found: is GST_PLUGIN_PATH set?", factory);
   g_object_set (element, "model", element_test_model (), "device", element_test_device (), NULL);
+  /* GstHarness reports a live source, for which auto means latest: these tests check each
+   * frame's own result, which ordered gives (test_element_schedule covers the others) */
+  if (g_object_class_find_property (G_OBJECT_GET_CLASS (element), "schedule") != NULL)
+    gst_util_set_object_arg (G_OBJECT (element), "schedule", "ordered");
   return element;
 }
 
@@ -99,4 +105,29 @@ element_test_count_inferences (GstBus *bus)
       gst_message_unref (message);
     }
   return n;
+}
+
+GstBuffer *
+element_test_push_pull (GstHarness *harness, GstBuffer *in)
+{
+  GstBuffer *out;
+  fail_unless_equals_int (gst_harness_push (harness, in), GST_FLOW_OK);
+  out = gst_harness_pull (harness);
+  fail_unless (out != NULL);
+  return out;
+}
+
+void
+element_test_add_dense_meta (GstBuffer *buffer, const gfloat *labels, guint dim, guint input_size,
+                             guint a, guint b, guint split)
+{
+  const guint grid = input_size / 8;
+  g_autofree gfloat *dense = g_new (gfloat, grid * grid * dim);
+  GstUmgClipEmbeddingMeta *meta
+      = gst_buffer_add_umgclip_embedding_meta (buffer, "tiny-hf-f16", labels + a * dim, dim);
+  for (guint row = 0; row < grid; row++)
+    for (guint col = 0; col < grid; col++)
+      memcpy (dense + (row * grid + col) * dim, labels + (col < split ? a : b) * dim,
+              dim * sizeof (gfloat));
+  gst_umgclip_embedding_meta_set_dense (meta, "naclip", input_size, input_size, grid, grid, dense);
 }

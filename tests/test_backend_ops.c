@@ -2,6 +2,7 @@
  * data of awkward sizes, in the manner of ggml's test-backend-ops: one line per case with the
  * normalised error |vulkan - cpu| / |cpu|. Plus device selection, plan reuse and a timing. */
 #include "backend.h"
+#include "frame.h"
 #include "transformer.h"
 #include "umgclip.h"
 
@@ -193,7 +194,7 @@ run_on (UmgBackend *backend, Case *c, gfloat *out, GError **error)
       outputs[i] = out + position;
       position += g_array_index (c->graph->outputs, UmgSlot, i).n_elements;
     }
-  ok = backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata,
+  ok = backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata, NULL,
                             (void *const *) outputs, error);
   backend->klass->free_plan (backend, plan);
   return ok;
@@ -697,19 +698,30 @@ test_l2norm (void)
   check_l2norm (100, 768, TRUE, FALSE);
 }
 
-/* A frame of random bytes in format, with padded strides and planes packed one after another,
- * converted to a [3, out_h, out_w] tensor. */
+/* A direct input of n_bytes random bytes (a frame plane, read where it lies). */
+static UmgRef
+case_direct_bytes (Case *c, gsize n_bytes)
+{
+  guint8 *data = g_malloc (MAX (n_bytes, 1));
+  for (gsize i = 0; i < n_bytes; i++)
+    data[i] = g_rand_int_range (rng, 0, 256);
+  g_ptr_array_add (c->inputs, data);
+  return umg_graph_add_direct_input (c->graph, n_bytes);
+}
+
+/* A frame of random bytes in format, with padded strides, each plane a direct input whose
+ * last row ends at its last pixel, converted to a [3, out_h, out_w] tensor; crop NULL: the
+ * whole frame, else that crop (which may reach past the frame: both backends clamp it). */
 static void
-check_preprocess (UmgClipPixelFormat format, gint width, gint height, gint out_w, gint out_h)
+check_preprocess (UmgClipPixelFormat format, gint width, gint height, gint out_w, gint out_h,
+                  const UmgClipCrop *crop)
 {
   static const gint bytes_per_pixel[] = { 3, 4, 4, 4, 4, 1, 1 };
   g_autoptr (Case) c = case_new ();
   UmgOp op = { .type = UMG_OP_PREPROCESS };
-  const gint chroma_rows = (height + 1) / 2, chroma_width = (width + 1) / 2;
-  const gint rows[3] = { height, chroma_rows, chroma_rows };
+  const gint chroma_width = (width + 1) / 2;
   gint n_planes = format == UMGCLIP_FORMAT_NV12 ? 2 : format == UMGCLIP_FORMAT_I420 ? 3 : 1;
-  gsize total = 0, words, n = 3 * (gsize) out_w * out_h;
-  g_autofree gfloat *packed = NULL;
+  gsize n = 3 * (gsize) out_w * out_h, bytes[3];
   g_autofree gchar *sizes = NULL;
 
   op.p.preprocess.format = format;
@@ -728,38 +740,49 @@ check_preprocess (UmgClipPixelFormat format, gint width, gint height, gint out_w
     {
       gint row_bytes = i == 0 ? width * bytes_per_pixel[format]
                               : (format == UMGCLIP_FORMAT_NV12 ? 2 * chroma_width : chroma_width);
-      /* odd padding and unaligned plane starts exercise the byte addressing */
+      /* odd padding exercises the byte addressing */
       op.p.preprocess.strides[i] = row_bytes + 3 + i;
-      op.p.preprocess.offsets[i] = total + 1;
-      total += 1 + (gsize) op.p.preprocess.strides[i] * rows[i];
     }
   for (gint i = 0; i < 3; i++)
     {
       op.p.preprocess.mean[i] = uniform (0.3f, 0.6f);
       op.p.preprocess.std[i] = uniform (0.2f, 0.3f);
     }
-  words = (total + 3) / 4;
-  packed = g_new0 (gfloat, words);
-  for (gsize i = 0; i < total; i++)
-    ((guint8 *) packed)[i] = g_rand_int_range (rng, 0, 256);
-  op.src[0] = case_input (c, words, 0, 0, packed);
+  g_assert_cmpuint (umg_frame_plane_bytes (format, width, height, op.p.preprocess.strides, bytes),
+                    ==, n_planes);
+  for (gint i = 0; i < n_planes; i++)
+    op.src[i] = case_direct_bytes (c, bytes[i]);
+  {
+    const gint32 whole[4] = { 0, 0, width, height };
+    /* the crop is four i32: written over the input's values */
+    op.src[3] = case_input (c, 4, 0, 1, NULL);
+    memcpy (g_ptr_array_index (c->inputs, c->inputs->len - 1),
+            crop != NULL ? (const gint32 *) crop : whole, sizeof whole);
+  }
   op.dst = umg_graph_alloc (c->graph, n);
   umg_graph_push (c->graph, &op);
   umg_graph_add_output (c->graph, op.dst, n);
-  sizes = g_strdup_printf ("%s %dx%d to %dx%d", umgclip_pixel_format_name (format), width, height,
-                           out_w, out_h);
+  sizes = crop == NULL
+              ? g_strdup_printf ("%s %dx%d to %dx%d", umgclip_pixel_format_name (format), width,
+                                 height, out_w, out_h)
+              : g_strdup_printf ("%s %dx%d crop %d,%d %dx%d to %dx%d",
+                                 umgclip_pixel_format_name (format), width, height, crop->x,
+                                 crop->y, crop->width, crop->height, out_w, out_h);
   case_check (c, "preprocess", sizes, TOLERANCE_F32);
 }
 
 static void
 test_preprocess (void)
 {
+  const UmgClipCrop inside = { 6, 4, 19, 13 }, past_edge = { 30, -5, 40, 12 };
   for (gint format = UMGCLIP_FORMAT_RGB; format <= UMGCLIP_FORMAT_I420; format++)
     {
-      check_preprocess (format, 37, 23, 32, 24);
-      check_preprocess (format, 17, 11, 50, 41);
+      check_preprocess (format, 37, 23, 32, 24, NULL);
+      check_preprocess (format, 17, 11, 50, 41, NULL);
+      check_preprocess (format, 37, 23, 16, 16, &inside);
+      check_preprocess (format, 37, 23, 16, 16, &past_edge);
     }
-  check_preprocess (UMGCLIP_FORMAT_NV12, 640, 480, 224, 224);
+  check_preprocess (UMGCLIP_FORMAT_NV12, 640, 480, 224, 224, NULL);
 }
 
 /* ---- activations against libm ------------------------------------------------------------ */
@@ -901,8 +924,8 @@ run_plan (UmgPlan *plan, Case *c, gfloat *out)
   g_autoptr (GError) error = NULL;
   void *outputs[1] = { out };
 
-  g_assert_true (
-      vulkan->klass->run (vulkan, plan, (const void *const *) c->inputs->pdata, outputs, &error));
+  g_assert_true (vulkan->klass->run (vulkan, plan, (const void *const *) c->inputs->pdata, NULL,
+                                     outputs, &error));
   g_assert_no_error (error);
 }
 
@@ -950,16 +973,22 @@ test_plans (void)
   vulkan->klass->free_plan (vulkan, ln_plan);
 }
 
+/* Both backends check one contract (umg_graph_validate): the same graph fails on both, with
+ * the same message. */
 static void
 expect_plan_error (Case *c, const gchar *needle)
 {
-  g_autoptr (GError) error = NULL;
-  UmgPlan *plan = vulkan->klass->plan (vulkan, c->graph, &error);
+  g_autoptr (GError) vulkan_error = NULL, cpu_error = NULL;
+  UmgPlan *vulkan_plan = vulkan->klass->plan (vulkan, c->graph, &vulkan_error);
+  UmgPlan *cpu_plan = cpu->klass->plan (cpu, c->graph, &cpu_error);
 
-  g_assert_null (plan);
-  g_assert_nonnull (error);
-  g_print ("  error: %s\n", error->message);
-  g_assert_nonnull (strstr (error->message, needle));
+  g_assert_null (vulkan_plan);
+  g_assert_null (cpu_plan);
+  g_assert_nonnull (vulkan_error);
+  g_assert_nonnull (cpu_error);
+  g_print ("  error: %s\n", vulkan_error->message);
+  g_assert_nonnull (strstr (vulkan_error->message, needle));
+  g_assert_cmpstr (vulkan_error->message, ==, cpu_error->message);
 }
 
 static void
@@ -967,29 +996,24 @@ test_plan_errors (void)
 {
   g_autoptr (Case) missing = small_matmul_case ();
   g_autoptr (Case) outside = small_matmul_case ();
+  g_autoptr (Case) empty = small_matmul_case ();
   g_autoptr (Case) f16_gamma = small_layernorm_case ();
+  g_autoptr (Case) no_beta = small_layernorm_case ();
 
   g_array_index (missing->graph->ops, UmgOp, 0).src[1] = umg_ref_weight (4242);
   expect_plan_error (missing, "weight 4242");
   g_array_index (outside->graph->ops, UmgOp, 0).p.mm.m = 78;
   expect_plan_error (outside, "op 0 (matmul)");
-  /* where the device keeps F16 matrices as F16, nothing but matmul B and gather tables may
-   * read them */
+  /* the backends used to disagree on these two: the Vulkan one skipped an empty product and
+   * the CPU one ran a layer norm without beta */
+  g_array_index (empty->graph->ops, UmgOp, 0).p.mm.m = 0;
+  expect_plan_error (empty, "must all be >= 1");
+  g_array_index (no_beta->graph->ops, UmgOp, 0).src[2] = UMG_REF_NONE;
+  expect_plan_error (no_beta, "beta is required");
+  /* a device may keep F16 matrices as F16: nothing but matmul B and gather tables may read
+   * them, on any backend */
   g_array_index (f16_gamma->graph->ops, UmgOp, 0).src[1] = umg_ref_weight (W_768x768_F16);
-  {
-    g_autoptr (GError) error = NULL;
-    UmgPlan *plan = vulkan->klass->plan (vulkan, f16_gamma->graph, &error);
-    if (plan != NULL)
-      {
-        g_print ("  f16 matrices are stored as f32 on this device; gamma check skipped\n");
-        vulkan->klass->free_plan (vulkan, plan);
-      }
-    else
-      {
-        g_print ("  error: %s\n", error->message);
-        g_assert_nonnull (strstr (error->message, "b_768x768_f16"));
-      }
-  }
+  expect_plan_error (f16_gamma, "b_768x768_f16");
 }
 
 /* ---- timing (printed, never asserted) ---------------------------------------------------- */
@@ -1004,11 +1028,11 @@ time_runs (UmgBackend *backend, Case *c, gint runs, gfloat *out)
 
   g_assert_no_error (error);
   /* the first run pays for lazy work (pipelines, page faults) */
-  g_assert_true (
-      backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata, outputs, &error));
+  g_assert_true (backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata, NULL,
+                                      outputs, &error));
   start = g_get_monotonic_time ();
   for (gint i = 0; i < runs; i++)
-    g_assert_true (backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata,
+    g_assert_true (backend->klass->run (backend, plan, (const void *const *) c->inputs->pdata, NULL,
                                         outputs, &error));
   backend->klass->free_plan (backend, plan);
   return (g_get_monotonic_time () - start) / 1e6 / runs;

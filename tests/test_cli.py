@@ -137,6 +137,48 @@ with tempfile.TemporaryDirectory() as tmp:
     check("classify best first", scores == sorted(scores, reverse=True), scores)
     check("classify scores sum to 1", abs(sum(scores) - 1) < 1e-4, scores)
 
+    # prompt-template=imagenet: OpenAI's 80 ImageNet templates, averaged; written out here
+    # independently of the runtime's list
+    imagenet = [
+        "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.",
+        "a photo of the hard to see {}.", "a low resolution photo of the {}.",
+        "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+        "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.",
+        "a photo of a hard to see {}.", "a bright photo of a {}.", "a photo of a clean {}.",
+        "a photo of a dirty {}.", "a dark photo of the {}.", "a drawing of a {}.",
+        "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+        "a close-up photo of a {}.", "a black and white photo of the {}.",
+        "a painting of the {}.", "a painting of a {}.", "a pixelated photo of the {}.",
+        "a sculpture of the {}.", "a bright photo of the {}.", "a cropped photo of a {}.",
+        "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+        "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.",
+        "a rendering of the {}.", "a {} in a video game.", "a photo of one {}.",
+        "a doodle of a {}.", "a close-up photo of the {}.", "a photo of a {}.",
+        "the origami {}.", "the {} in a video game.", "a sketch of a {}.",
+        "a doodle of the {}.", "a origami {}.", "a low resolution photo of a {}.",
+        "the toy {}.", "a rendition of the {}.", "a photo of the clean {}.",
+        "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+        "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.",
+        "a sketch of the {}.", "a embroidered {}.", "a pixelated photo of a {}.",
+        "itap of the {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.",
+        "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+        "a photo of the weird {}.", "the cartoon {}.", "art of the {}.",
+        "a drawing of the {}.", "a photo of the large {}.", "a black and white photo of a {}.",
+        "the plushie {}.", "a dark photo of a {}.", "itap of a {}.", "graffiti of the {}.",
+        "a toy {}.", "itap of my {}.", "a photo of a cool {}.", "a photo of a small {}.",
+        "a tattoo of the {}."]
+    check("the reference lists 80 distinct templates", len(set(imagenet)) == 80)
+    by_name = ok_json("classify --template imagenet", "classify", MODEL, png, "--labels",
+                      "cat,dog,car", "--template", "imagenet")
+    written = ok_json("classify with the 80 templates written out", "classify", MODEL, png,
+                      "--labels", "cat,dog,car", *[a for t in imagenet for a in ("--template", t)])
+    one_line = ok_json("classify with the 80 templates in one ';' list", "classify", MODEL, png,
+                       "--labels", "cat,dog,car", "--template", ";".join(imagenet))
+    check("imagenet equals the 80 templates written out",
+          by_name is not None and by_name == written == one_line, (by_name, written))
+    check("imagenet differs from a single template",
+          by_name is not None and by_name != result, by_name)
+
     # segment: maps of the network input; per-label pixel counts are the segments' areas
     seg_labels = ["cat", "dog", "grass", "sky"]
     mask_path, inst_path = os.path.join(tmp, "mask.npy"), os.path.join(tmp, "inst.npy")
@@ -229,6 +271,11 @@ with tempfile.TemporaryDirectory() as tmp:
         f.write("hello")
     fails("tensor that is not .npy", "text.npy", "encode-image", MODEL, "--tensor", not_npy)
     fails("image that is not an image", "text.npy", "encode-image", MODEL, not_npy)
+    # 2^30 x 2^30 x 4 elements wrapped to 0 bytes and passed the size check
+    wrapping = os.path.join(tmp, "wrapping.npy")
+    write_npy(wrapping, (1073741824, 1073741824, 4), [])
+    fails("tensor whose shape overflows", "wrapping.npy: shape (1073741824, 1073741824, 4",
+          "encode-image", MODEL, "--tensor", wrapping)
     fails("bad boxes", "1,2,3", "encode-regions", MODEL, "--tensor", tensor, "--boxes", "1,2,3")
     fails("empty box", "0,0,0,5", "encode-regions", MODEL, "--tensor", tensor, "--boxes",
           "0,0,0,5")

@@ -296,7 +296,8 @@ GST_START_TEST (test_downstream_reuses_features)
 {
   g_autoptr (GstBus) bus = gst_bus_new ();
   g_autofree gchar *description = g_strdup_printf (
-      "umgclipenc name=first model=%s device=%s ! umgclipenc name=second model=%s device=%s",
+      "umgclipenc name=first model=%s device=%s schedule=ordered ! umgclipenc name=second "
+      "model=%s device=%s schedule=ordered",
       element_test_model (), element_test_device (), element_test_model (), element_test_device ());
   GstHarness *harness = gst_harness_new_parse (description);
   GstBuffer *out;

@@ -52,7 +52,7 @@ tag_roi (GstVideoRegionOfInterestMeta *roi)
   const gchar *labels[] = { "cat", "dog", "car" };
   const guint label_ids[] = { 0, 1, 2 };
   const gdouble scores[] = { 0.2, 0.7, 0.1 };
-  gst_umgclip_roi_set_tags (roi, "tiny-hf-f16", labels, label_ids, scores, 3);
+  gst_umgclip_roi_set_tags (roi, "tiny-hf-f16", labels, label_ids, scores, 3, GST_CLOCK_TIME_NONE);
 }
 
 /* An 8×6 mask over the frame. Semantic: columns 0-3 are label 0 ("sky"), columns 4-7 of rows
@@ -301,6 +301,32 @@ GST_START_TEST (test_json_content)
   }
 
   /* Queued messages hold the element, which holds the bus. */
+  gst_bus_set_flushing (bus, TRUE);
+  gst_harness_teardown (harness);
+  gst_object_unref (bus);
+}
+GST_END_TEST;
+
+/* A region type that is not UTF-8 (a quark, which GStreamer does not check, unlike structure
+ * strings) still gives a line that parses, each bad byte replaced by U+FFFD and the valid text
+ * around it kept. */
+GST_START_TEST (test_json_invalid_utf8)
+{
+  GstBus *bus;
+  GstHarness *harness = make_json_harness (NULL, &bus, "post-messages", TRUE, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  GstBuffer *buffer = make_frame ("RGBA", GREY, 0);
+  JsonObject *object;
+
+  add_roi (buffer, "c\xa6\x8bt", 0, 0, 0, 8, 8);
+  gst_buffer_unref (gst_harness_push_and_pull (harness, buffer));
+  object = json_array_get_object_element (
+      json_object_get_array_member (pop_json_message (bus, parser), "objects"), 0);
+  fail_unless_equals_string (json_object_get_string_member (object, "roi_type"), "c\uFFFD\uFFFDt");
+  fail_unless_equals_string (
+      json_object_get_string_member (json_object_get_object_member (object, "detection"), "label"),
+      "c\uFFFD\uFFFDt");
+
   gst_bus_set_flushing (bus, TRUE);
   gst_harness_teardown (harness);
   gst_object_unref (bus);
@@ -739,6 +765,7 @@ umgclip_overlay_json_suite (void)
   tcase_add_test (tc, test_json_properties);
   tcase_add_test (tc, test_json_content);
   tcase_add_test (tc, test_json_file);
+  tcase_add_test (tc, test_json_invalid_utf8);
   tcase_add_test (tc, test_json_passes_buffers_unchanged);
   tcase_add_test (tc, test_json_bad_location);
   tcase_add_test (tc, test_overlay_properties);

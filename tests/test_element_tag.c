@@ -58,16 +58,6 @@ make_tagger (const gchar *first_property, ...)
   return element;
 }
 
-static GstBuffer *
-push_and_pull (GstHarness *harness, GstBuffer *in)
-{
-  GstBuffer *out;
-  fail_unless_equals_int (gst_harness_push (harness, in), GST_FLOW_OK);
-  out = gst_harness_pull (harness);
-  fail_unless (out != NULL);
-  return out;
-}
-
 /* ---- reading tags back ---- */
 
 typedef struct
@@ -172,24 +162,6 @@ assert_tags_rank (const Tags *tags, UmgClipContext *context, const gfloat *embed
 
 /* ---- controlled features: an upstream embedding meta the element reuses ---- */
 
-/* An umgclipenc meta for input_size × input_size (grid of 8 px patches) whose dense cells in
- * columns < split are label a's embedding and the others label b's; the global embedding is
- * label a's. */
-static void
-add_dense_meta (GstBuffer *buffer, const gfloat *labels, guint dim, guint input_size, guint a,
-                guint b, guint split)
-{
-  const guint grid = input_size / 8;
-  g_autofree gfloat *dense = g_new (gfloat, grid * grid * dim);
-  GstUmgClipEmbeddingMeta *meta
-      = gst_buffer_add_umgclip_embedding_meta (buffer, "tiny-hf-f16", labels + a * dim, dim);
-  for (guint row = 0; row < grid; row++)
-    for (guint col = 0; col < grid; col++)
-      memcpy (dense + (row * grid + col) * dim, labels + (col < split ? a : b) * dim,
-              dim * sizeof (gfloat));
-  gst_umgclip_embedding_meta_set_dense (meta, "naclip", input_size, input_size, grid, grid, dense);
-}
-
 /* ---- tests ---- */
 
 GST_START_TEST (test_properties)
@@ -235,7 +207,7 @@ GST_START_TEST (test_every_format_full_frame)
       g_autofree gchar *caps
           = g_strdup_printf ("video/x-raw,format=%s,width=50,height=38,framerate=30/1", formats[f]);
       GstHarness *harness = element_test_harness (make_tagger ("top-k", 3, NULL), caps);
-      GstBuffer *out = push_and_pull (harness, element_test_frame (harness, f, 0));
+      GstBuffer *out = element_test_push_pull (harness, element_test_frame (harness, f, 0));
       GstVideoRegionOfInterestMeta *roi;
       Tags tags;
       gdouble sum = 0;
@@ -307,7 +279,7 @@ GST_START_TEST (test_full_frame_matches_runtime)
   gst_buffer_unmap (in, &map);
   encode_tensor (context, pixels, embedding);
 
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
   tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (out, 0), label_list, N_LABELS);
   fail_unless_equals_int (tags.n, 4);
   assert_tags_rank (&tags, context, embedding, labels, 1e-4);
@@ -331,12 +303,12 @@ GST_START_TEST (test_roi_list_roi_align)
   GstBuffer *in = element_test_frame (harness, 1, 0), *out;
   Tags left, right, centre;
 
-  add_dense_meta (in, labels, dim, 64, 0, 1, 4);
+  element_test_add_dense_meta (in, labels, dim, 64, 0, 1, 4);
   /* 8 px per cell: x 0..16 samples cells -0.5..1.5, x 48..64 cells 5.5..7.5 (clamped). */
   gst_buffer_add_video_region_of_interest_meta (in, "left", 0, 8, 16, 40);
   gst_buffer_add_video_region_of_interest_meta (in, "right", 48, 0, 16, 64);
   gst_buffer_add_video_region_of_interest_meta (in, "centre", 16, 0, 32, 64);
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
 
   fail_unless_equals_int (count_rois (out), 3);
   assert_ids_numbered (out);
@@ -372,7 +344,7 @@ GST_START_TEST (test_object_class_filter)
   gst_video_region_of_interest_meta_add_param (
       unnamed, gst_structure_new ("detection", "label", G_TYPE_STRING, "person", NULL));
   gst_buffer_add_video_region_of_interest_meta (in, "tree", 0, 30, 10, 10);
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
 
   fail_unless_equals_int (count_rois (out), 5);
   assert_ids_numbered (out);
@@ -424,8 +396,8 @@ GST_START_TEST (test_top_k_and_threshold)
           "video/x-raw,format=RGB,width=40,height=30,framerate=30/1");
       GstBuffer *in = element_test_frame (harness, 0, 0), *out;
       Tags tags;
-      add_dense_meta (in, labels, dim, 32, 2, 2, 0);
-      out = push_and_pull (harness, in);
+      element_test_add_dense_meta (in, labels, dim, 32, 2, 2, 0);
+      out = element_test_push_pull (harness, in);
       tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (out, 0), label_list,
                         N_LABELS);
       fail_unless_equals_int (tags.n, cases[i].expected);
@@ -442,14 +414,14 @@ GST_START_TEST (test_labels_changed_in_playing)
   GstElement *element = make_tagger (NULL);
   GstHarness *harness
       = element_test_harness (element, "video/x-raw,format=NV12,width=48,height=32,framerate=30/1");
-  GstBuffer *before = push_and_pull (harness, element_test_frame (harness, 1, 0)), *after;
+  GstBuffer *before = element_test_push_pull (harness, element_test_frame (harness, 1, 0)), *after;
   Tags tags;
 
   tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (before, 0), label_list,
                     N_LABELS);
   fail_unless_equals_int (tags.n, N_LABELS);
   g_object_set (element, "labels", "red car, green tree, blue sky", NULL);
-  after = push_and_pull (harness, element_test_frame (harness, 1, GST_SECOND / 30));
+  after = element_test_push_pull (harness, element_test_frame (harness, 1, GST_SECOND / 30));
   tags = read_tags (gst_buffer_get_video_region_of_interest_meta_id (after, 0), new_labels, 3);
   fail_unless_equals_int (tags.n, 3);
   gst_buffer_unref (before);
@@ -481,7 +453,7 @@ GST_START_TEST (test_crop_matches_runtime)
 
   gst_buffer_add_video_region_of_interest_meta (in, "box", 32, 16, 64, 64);
   gst_buffer_add_video_region_of_interest_meta (in, "whole", 0, 0, 128, 128);
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
   crop = read_tags (find_roi (out, "box"), label_list, N_LABELS);
   assert_tags_rank (&crop, context, embedding, labels, 1e-4);
   /* another box, another crop */
@@ -505,7 +477,7 @@ GST_START_TEST (test_crop_every_format)
       /* odd corners and a box reaching past the frame */
       gst_buffer_add_video_region_of_interest_meta (in, "a", 3, 5, 21, 17);
       gst_buffer_add_video_region_of_interest_meta (in, "b", 31, 21, 40, 40);
-      out = push_and_pull (harness, in);
+      out = element_test_push_pull (harness, in);
       fail_unless_equals_int (read_tags (find_roi (out, "a"), label_list, N_LABELS).n, 4);
       fail_unless_equals_int (read_tags (find_roi (out, "b"), label_list, N_LABELS).n, 4);
       gst_buffer_unref (out);
@@ -550,7 +522,7 @@ GST_START_TEST (test_segments_from_meta)
       }
   gst_buffer_unmap (class_map, &classes);
   gst_buffer_unmap (instance_map, &instances);
-  add_dense_meta (in, labels, dim, 64, 0, 1, 5);
+  element_test_add_dense_meta (in, labels, dim, 64, 0, 1, 5);
   seg = gst_buffer_add_umgclip_segmentation_meta (in, 64, 64, 16, 16, seg_labels, class_map,
                                                   instance_map);
   gst_umgclip_segmentation_meta_add_segment (seg, &first);
@@ -560,7 +532,7 @@ GST_START_TEST (test_segments_from_meta)
   existing = gst_buffer_add_video_region_of_interest_meta (in, "blob", 0, 0, 32, 64);
   existing->id = 0;
 
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
   fail_unless_equals_int (count_rois (out), 2);
   assert_ids_numbered (out);
   existing = gst_buffer_get_video_region_of_interest_meta_id (out, 0);
@@ -594,9 +566,9 @@ GST_START_TEST (test_segments_after_umgclipseg)
 {
   const gchar *const colours[] = { "red", "green", "blue", NULL };
   g_autofree gchar *description = g_strdup_printf (
-      "umgclipseg model=%s device=%s mode=panoptic labels=sky,road,car,person stuff-labels=sky,road"
-      " threshold=0 min-area=0 ! umgcliptag model=%s device=%s inference-region=segments "
-      "labels=red,green,blue threshold=0 top-k=2",
+      "umgclipseg model=%s device=%s schedule=ordered mode=panoptic labels=sky,road,car,person "
+      "stuff-labels=sky,road threshold=0 min-area=0 ! umgcliptag model=%s device=%s "
+      "schedule=ordered inference-region=segments labels=red,green,blue threshold=0 top-k=2",
       element_test_model (), element_test_device (), element_test_model (), element_test_device ());
   GstHarness *harness = gst_harness_new_parse (description);
   GstUmgClipSegmentationMeta *seg;
@@ -604,7 +576,7 @@ GST_START_TEST (test_segments_after_umgclipseg)
 
   gst_harness_set_src_caps_str (harness,
                                 "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
-  out = push_and_pull (harness, element_test_frame (harness, 4, 0));
+  out = element_test_push_pull (harness, element_test_frame (harness, 4, 0));
   seg = gst_buffer_get_umgclip_segmentation_meta (out);
   fail_unless (seg != NULL);
   fail_unless (seg->segments->len > 0);
@@ -652,7 +624,8 @@ GST_START_TEST (test_inference_interval_full_frame)
       = element_test_harness (element, "video/x-raw,format=RGBA,width=40,height=40,framerate=30/1");
   for (guint i = 0; i < 4; i++)
     {
-      outs[i] = push_and_pull (harness, element_test_frame (harness, i, i * GST_SECOND / 30));
+      outs[i]
+          = element_test_push_pull (harness, element_test_frame (harness, i, i * GST_SECOND / 30));
       fail_unless_equals_int (count_rois (outs[i]), 1);
       assert_ids_numbered (outs[i]);
     }
@@ -683,12 +656,12 @@ GST_START_TEST (test_inference_interval_roi_list)
 
   gst_buffer_add_video_region_of_interest_meta (first, "car", 10, 10, 30, 20);
   gst_buffer_add_video_region_of_interest_meta (first, "person", 40, 0, 20, 40);
-  out_first = push_and_pull (harness, first);
+  out_first = element_test_push_pull (harness, first);
   /* the car moved two pixels; a new person appeared elsewhere; a dog where the car was */
   gst_buffer_add_video_region_of_interest_meta (second, "car", 12, 11, 30, 20);
   gst_buffer_add_video_region_of_interest_meta (second, "person", 0, 30, 10, 10);
   gst_buffer_add_video_region_of_interest_meta (second, "dog", 10, 10, 30, 20);
-  out_second = push_and_pull (harness, second);
+  out_second = element_test_push_pull (harness, second);
 
   fail_unless_equals_int (count_rois (out_second), 3);
   assert_ids_numbered (out_second);
@@ -717,7 +690,7 @@ GST_START_TEST (test_ids_with_upstream_rois)
   a->id = 1;
   b->id = 0;
   b->parent_id = 1;
-  out = push_and_pull (harness, in);
+  out = element_test_push_pull (harness, in);
   fail_unless_equals_int (count_rois (out), 3);
   assert_ids_numbered (out);
   fail_unless_equals_string (
@@ -752,14 +725,30 @@ GST_START_TEST (test_errors)
   if (pipeline != NULL)
     gst_object_unref (pipeline);
 
-  /* Emptying the labels while playing stops the stream with an error naming them. */
-  element = make_tagger (NULL);
+  /* Emptying the labels while playing: each frame is a failed inference (a warning) and, at
+   * max-errors of them in a row, the stream stops with an error naming the labels. */
+  element = make_tagger ("max-errors", 2, NULL);
   gst_element_set_bus (element, bus);
   harness
       = element_test_harness (element, "video/x-raw,format=RGB,width=32,height=32,framerate=30/1");
   g_object_set (element, "labels", "", NULL);
-  fail_unless_equals_int (gst_harness_push (harness, element_test_frame (harness, 0, 0)),
+  for (guint i = 0; i < 2; i++)
+    {
+      GstBuffer *out;
+      fail_unless_equals_int (
+          gst_harness_push (harness, element_test_frame (harness, i, i * GST_SECOND)), GST_FLOW_OK);
+      out = gst_harness_pull (harness);
+      fail_unless (out != NULL);
+      gst_buffer_unref (out);
+    }
+  fail_unless_equals_int (gst_harness_push (harness, element_test_frame (harness, 3, 0)),
                           GST_FLOW_ERROR);
+  for (guint i = 0; i < 2; i++)
+    {
+      message = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+      fail_unless (message != NULL, "warning %u missing", i);
+      gst_message_unref (message);
+    }
   message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (message != NULL);
   gst_message_parse_error (message, &stream_error, NULL);
@@ -767,6 +756,18 @@ GST_START_TEST (test_errors)
   gst_message_unref (message);
   gst_element_set_bus (element, NULL);
   gst_harness_teardown (harness);
+}
+GST_END_TEST;
+
+/* An input-size whose pass cannot fit the device memory (forced to 8 MiB) fails at start with
+ * a message naming the size and the limit, before anything is allocated for it. */
+GST_START_TEST (test_input_size_too_large)
+{
+  g_setenv ("UMGCLIP_MEMORY_LIMIT", "8M", TRUE);
+  element_test_assert_start_error (make_tagger ("input-size", 1024, NULL),
+                                   "input-size 1024 does not fit");
+  element_test_assert_start_error (make_tagger ("input-size", 1024, NULL), "UMGCLIP_MEMORY_LIMIT");
+  g_unsetenv ("UMGCLIP_MEMORY_LIMIT");
 }
 GST_END_TEST;
 
@@ -792,6 +793,7 @@ umgcliptag_suite (void)
   tcase_add_test (tc, test_inference_interval_roi_list);
   tcase_add_test (tc, test_ids_with_upstream_rois);
   tcase_add_test (tc, test_errors);
+  tcase_add_test (tc, test_input_size_too_large);
   return suite;
 }
 

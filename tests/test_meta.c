@@ -248,8 +248,8 @@ GST_START_TEST (test_roi_tags_best_first)
   guint n_umgclip = 0;
   gdouble confidence = 0;
 
-  gst_umgclip_roi_set_tags (roi, "old", labels, label_ids, scores, 1);
-  gst_umgclip_roi_set_tags (roi, "tiny", labels, label_ids, scores, 3);
+  gst_umgclip_roi_set_tags (roi, "old", labels, label_ids, scores, 1, GST_CLOCK_TIME_NONE);
+  gst_umgclip_roi_set_tags (roi, "tiny", labels, label_ids, scores, 3, 42 * GST_SECOND);
   for (GList *link = roi->params; link != NULL; link = link->next)
     n_umgclip += gst_structure_has_name (link->data, "umgclip");
   fail_unless_equals_int (n_umgclip, 1); /* replaced, not appended */

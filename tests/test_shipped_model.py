@@ -315,7 +315,9 @@ def default_dense_mode():
     element = Gst.ElementFactory.make("umgclipseg")
     require(element is not None, "umgclipseg is not registered (GST_PLUGIN_PATH=%s)"
             % os.environ.get("GST_PLUGIN_PATH", ""))
-    return element.find_property("dense-mode").default_value.value_nick
+    # a new element's value is the default; the property's default_value is an enum value in
+    # PyGObject 3.42 (Debian 12) but a bare int in 3.50 (Debian 13)
+    return element.get_property("dense-mode").value_nick
 
 
 def write_scenes(args, data_dir):

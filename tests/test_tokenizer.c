@@ -455,6 +455,94 @@ test_errors (void)
   remove_temp_dir (dir);
 }
 
+/* A 10^5-letter word gives the reference's tokens (tests/data/tokenizer_long_word.json, from
+ * tokenizer_ref.py), in full and truncated to the context. */
+static void
+test_long_word (void)
+{
+  g_autofree gchar *data_dir = g_path_get_dirname (cases_path);
+  g_autofree gchar *path = g_build_filename (data_dir, "tokenizer_long_word.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GString) word = g_string_new (NULL);
+  g_autofree gint32 *tokens = NULL;
+  JsonObject *root;
+  JsonArray *expected;
+  const gchar *block;
+  gint64 letters;
+  guint n_expected;
+  gint count;
+  gint32 context[CONTEXT_LENGTH];
+
+  json_parser_load_from_file (parser, path, &error);
+  g_assert_no_error (error);
+  root = json_node_get_object (json_parser_get_root (parser));
+  block = json_object_get_string_member (root, "block");
+  letters = json_object_get_int_member (root, "letters");
+  expected = json_object_get_array_member (root, "tokens");
+  n_expected = json_array_get_length (expected);
+  g_assert_cmpint (letters, ==, 100000);
+  while (word->len < (gsize) letters)
+    g_string_append (word, block);
+  g_string_truncate (word, letters);
+
+  /* the whole word, with room for every token */
+  tokens = g_new (gint32, n_expected + 2);
+  count = umg_tokenizer_encode (reference_tok, word->str, tokens, n_expected + 2);
+  g_assert_cmpint (count, ==, n_expected + 2);
+  g_assert_cmpint (tokens[0], ==, umg_tokenizer_start_id (reference_tok));
+  for (guint i = 0; i < n_expected; i++)
+    if (tokens[1 + i] != json_array_get_int_element (expected, i))
+      g_error ("token %u is %d, the reference says %" G_GINT64_FORMAT, i, tokens[1 + i],
+               json_array_get_int_element (expected, i));
+  g_assert_cmpint (tokens[n_expected + 1], ==, umg_tokenizer_end_id (reference_tok));
+
+  /* CLIP's context: the first 75 tokens and the end id */
+  count = umg_tokenizer_encode (reference_tok, word->str, context, CONTEXT_LENGTH);
+  g_assert_cmpint (count, ==, CONTEXT_LENGTH);
+  for (guint i = 0; i + 2 < CONTEXT_LENGTH; i++)
+    g_assert_cmpint (context[1 + i], ==, json_array_get_int_element (expected, i));
+  g_assert_cmpint (context[CONTEXT_LENGTH - 1], ==, umg_tokenizer_end_id (reference_tok));
+}
+
+/* Files that once cost memory or a GLib critical: a small gzip file that inflates without end
+ * fails early naming the file, and an empty vocab.json is an error of its own. */
+static void
+test_hostile_files (void)
+{
+  g_autofree gchar *dir = make_temp_dir ();
+  g_autofree gchar *bomb = g_build_filename (dir, "bomb.txt.gz", NULL);
+  g_autofree gchar *vocab = g_build_filename (dir, "vocab.json", NULL);
+  g_autofree gchar *merges = g_build_filename (dir, "merges.txt", NULL);
+  g_autoptr (GZlibCompressor) compressor = g_zlib_compressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP, 9);
+  g_autoptr (GOutputStream) sink = g_memory_output_stream_new_resizable ();
+  g_autoptr (GOutputStream) gz = g_converter_output_stream_new (sink, G_CONVERTER (compressor));
+  g_autofree gchar *line = g_strnfill (1 << 20, 'a');
+  GError *error = NULL;
+  UmgTokenizer *tok;
+  gsize written;
+
+  /* 64 MiB in one line after the header: more than the 2 MiB the merges may take */
+  g_assert_true (g_output_stream_write_all (gz, "#version: 0.2\n", 14, &written, NULL, NULL));
+  for (guint i = 0; i < 64; i++)
+    g_assert_true (g_output_stream_write_all (gz, line, 1 << 20, &written, NULL, NULL));
+  g_assert_true (g_output_stream_close (gz, NULL, NULL));
+  g_assert_cmpuint (g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (sink)), <,
+                    1 << 20);
+  write_file (bomb, g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (sink)),
+              g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (sink)));
+  tok = umg_tokenizer_new_from_bpe_gz (bomb, &error);
+  assert_error_names (tok, error, UMGCLIP_ERROR_FORMAT, "bomb.txt.gz", "2 MiB");
+  g_clear_error (&error);
+
+  write_file (vocab, "", 0);
+  write_file (merges, "#version: 0.2\na b\n", -1);
+  tok = umg_tokenizer_new_from_files (vocab, merges, &error);
+  assert_error_names (tok, error, UMGCLIP_ERROR_FORMAT, "vocab.json", NULL);
+  g_clear_error (&error);
+  remove_temp_dir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -490,6 +578,8 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/huggingface-files", test_huggingface_files);
   g_test_add_func ("/tokenizer/dir-with-bpe-gz", test_dir_with_bpe_gz);
   g_test_add_func ("/tokenizer/errors", test_errors);
+  g_test_add_func ("/tokenizer/long-word", test_long_word);
+  g_test_add_func ("/tokenizer/hostile-files", test_hostile_files);
   status = g_test_run ();
   umg_tokenizer_free (reference_tok);
   return status;

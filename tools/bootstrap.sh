@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian 12 machine lacks, build, and then either show the runtime at work
-# (demo) or run every test (test). Run as root, from anywhere.
+# (demo) or run every test (test): the Debian 12 suite here, then the same suite on Debian 13
+# (GStreamer 1.26, GstAnalytics) in the chroot that tools/debian13.sh makes. Run as root, from
+# anywhere.
 #   bash tools/bootstrap.sh demo
 #   bash tools/bootstrap.sh test
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$top/build"
-packages=(
-  gcc pkg-config meson ninja-build clang-format
-  libglib2.0-dev libjson-glib-dev libopenblas-dev libgdk-pixbuf-2.0-dev
-  libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers
-  python3 python3-numpy python3-torch
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
-  libgstrtspserver-1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gst-1.0
-)
+# the packages of tools/packages.list for this release (bookworm)
+packages=()
+while read -r package release _; do
+  [[ -z "$package" || "$package" == \#* ]] && continue
+  [[ -z "$release" || "$release" == debian12 ]] && packages+=("$package")
+done < "$top/tools/packages.list"
 
 install_missing() {
   local missing=()
@@ -76,6 +75,19 @@ PY
 
 case "${1:-}" in
   demo) install_missing; build; demo ;;
-  test) install_missing; build; meson test -C "$build" --print-errorlogs ;;
+  test)
+    install_missing
+    build
+    # the chroot first: the Debian 12 suite's PostgreSQL test runs its server there
+    bash "$top/tools/debian13.sh" ensure
+    echo "== Debian 13 chroot ready after ${SECONDS} s"
+    status=0
+    meson test -C "$build" --print-errorlogs || status=$?
+    echo "== the Debian 12 suite ended with status $status after ${SECONDS} s"
+    start=$SECONDS
+    bash "$top/tools/debian13.sh" test || status=$((status ? status : $?))
+    echo "== the Debian 13 suite ended after $((SECONDS - start)) s; overall status $status"
+    exit "$status"
+    ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac

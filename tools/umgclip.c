@@ -2,8 +2,10 @@
  * standard output; errors go to standard error with a non-zero exit status. */
 #include "image.h"
 #include "npy.h"
+#include "search.h"
 #include "umgclip.h"
 
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +24,11 @@ typedef struct
   const gchar *labels;
   const gchar *stuff;
   const gchar *instances;
+  const gchar *db;
+  const gchar *stream;
+  const gchar *since;
+  const gchar *until;
+  const gchar *thumbnails;
   GPtrArray *templates;
   gint size;
   gint iterations;
@@ -30,6 +37,7 @@ typedef struct
   gdouble threshold;
   gboolean normalize;
   gboolean panoptic;
+  gboolean regions;
 } Args;
 
 static void
@@ -47,6 +55,8 @@ usage (FILE *stream)
          "                 [--instances INSTANCES.png|.npy] [--threshold T] [--min-area N]\n"
          "  umgclip tag [MODEL] IMAGE --boxes \"x,y,w,h;...\" --labels L [--top-k K]\n"
          "  umgclip bench [MODEL] [--size N] [--iterations N]\n"
+         "  umgclip search --db LOCATION TEXT [--top-k K] [--regions] [--stream S]\n"
+         "                 [--since T] [--until T] [--thumbnails DIR] [--template T]...\n"
          "MODEL: a model directory (HuggingFace or OpenCLIP layout); also --model DIR. Without\n"
          "one: $UMGCLIP_MODEL, else the shipped model. For tokenize and encode-text the first\n"
          "operand is the model only when it is a directory.\n"
@@ -58,8 +68,12 @@ usage (FILE *stream)
          "  segment: maps cover the network input (IMAGE resized and centre-cropped to SIZE);\n"
          "           label ids, 255 (PNG) or -1 (.npy) where no label reaches --threshold;\n"
          "           --instances: segment ids, 0 for none\n"
-         "  --template T     prompt template with {} for classify (repeatable; default "
-         "\"" DEFAULT_TEMPLATE "\")\n",
+         "  --template T     prompt template with {} for classify (repeatable, or several "
+         "separated by ';', or imagenet for OpenAI's 80; default "
+         "\"" DEFAULT_TEMPLATE "\"; for search \"{}\", the text as given)\n"
+         "  search: LOCATION is umgclipindex's (a SQLite file, or postgresql://HOST/DB);\n"
+         "          the model is the one the index records unless --model names one;\n"
+         "          T is ISO 8601 (2026-12-01T08:30:00Z) or seconds since the epoch\n",
          stream);
 }
 
@@ -103,6 +117,11 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
           args->panoptic = TRUE;
           continue;
         }
+      if (g_strcmp0 (arg, "--regions") == 0)
+        {
+          args->regions = TRUE;
+          continue;
+        }
       if (g_strcmp0 (arg, "--threshold") == 0)
         {
           gchar *end = NULL;
@@ -134,6 +153,16 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
         string_option = &args->stuff;
       else if (g_strcmp0 (arg, "--instances") == 0)
         string_option = &args->instances;
+      else if (g_strcmp0 (arg, "--db") == 0)
+        string_option = &args->db;
+      else if (g_strcmp0 (arg, "--stream") == 0)
+        string_option = &args->stream;
+      else if (g_strcmp0 (arg, "--since") == 0)
+        string_option = &args->since;
+      else if (g_strcmp0 (arg, "--until") == 0)
+        string_option = &args->until;
+      else if (g_strcmp0 (arg, "--thumbnails") == 0)
+        string_option = &args->thumbnails;
       else if (g_strcmp0 (arg, "--top-k") == 0)
         int_option = &args->top_k;
       else if (g_strcmp0 (arg, "--min-area") == 0)
@@ -226,11 +255,13 @@ print_vectors (GString *out, const gchar *key, gfloat *v, gsize rows, gsize cols
   g_string_append (out, "]}\n");
 }
 
+/* text as a JSON string (g_strescape would write octal escapes, which JSON lacks) */
 static void
 append_json_string (GString *out, const gchar *text)
 {
-  g_autofree gchar *escaped = g_strescape (text, NULL);
-  g_string_append_printf (out, "\"%s\"", escaped);
+  g_autoptr (JsonNode) node = json_node_init_string (json_node_alloc (), text);
+  g_autofree gchar *json = json_to_string (node, FALSE);
+  g_string_append (out, json);
 }
 
 /* The network input: a .npy tensor [1, 3, H, W] as given, or an image file prepared as CLIP
@@ -490,17 +521,32 @@ label_set_clear (LabelSet *set)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (LabelSet, label_set_clear)
 
+/* The --template prompts as the elements read prompt-template: each may list several separated
+ * by ';', "imagenet" is OpenAI's 80; none given: DEFAULT_TEMPLATE. */
+static GStrv
+prompt_templates (const Args *args, const gchar *fallback)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  for (guint i = 0; i < args->templates->len; i++)
+    {
+      g_auto (GStrv) expanded = umgclip_prompt_templates (args->templates->pdata[i]);
+      g_strv_builder_addv (builder, (const gchar **) expanded);
+    }
+  if (args->templates->len == 0)
+    g_strv_builder_add (builder, fallback);
+  return g_strv_builder_end (builder);
+}
+
 static gboolean
 label_set_encode (UmgClipContext *ctx, const Args *args, LabelSet *set, GError **error)
 {
-  const gchar *const default_templates[] = { DEFAULT_TEMPLATE };
   const gint embed = umgclip_context_get_info (ctx)->embed_dim;
+  g_auto (GStrv) templates = NULL;
 
-  set->split = g_strsplit (args->labels ? args->labels : "", ",", -1);
+  set->split = umgclip_split_list (args->labels, ",");
   set->names = g_ptr_array_new ();
   for (guint i = 0; set->split[i] != NULL; i++)
-    if (*g_strstrip (set->split[i]) != '\0')
-      g_ptr_array_add (set->names, set->split[i]);
+    g_ptr_array_add (set->names, set->split[i]);
   if (set->names->len == 0)
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
@@ -508,10 +554,10 @@ label_set_encode (UmgClipContext *ctx, const Args *args, LabelSet *set, GError *
       return FALSE;
     }
   set->embeddings = g_new (gfloat, (gsize) set->names->len * embed);
-  return umgclip_encode_labels (
-      ctx, (const gchar *const *) set->names->pdata, set->names->len,
-      args->templates->len ? (const gchar *const *) args->templates->pdata : default_templates,
-      args->templates->len ? args->templates->len : 1, set->embeddings, error);
+  templates = prompt_templates (args, DEFAULT_TEMPLATE);
+  return umgclip_encode_labels (ctx, (const gchar *const *) set->names->pdata, set->names->len,
+                                (const gchar *const *) templates, g_strv_length (templates),
+                                set->embeddings, error);
 }
 
 static gboolean
@@ -598,7 +644,6 @@ command_segment (UmgClipContext *ctx, const Args *args, GString *out, GError **e
 {
   const UmgClipInfo *info = umgclip_context_get_info (ctx);
   g_auto (LabelSet) set = { 0 };
-  g_auto (GStrv) stuff = g_strsplit (args->stuff ? args->stuff : "", ",", -1);
   g_auto (UmgClipSegmentation) seg = { 0 };
   g_autofree gboolean *is_thing = NULL;
   g_autofree gfloat *dense = NULL;
@@ -615,11 +660,9 @@ command_segment (UmgClipContext *ctx, const Args *args, GString *out, GError **e
   if (!umgclip_parse_dense_mode (args->dense_mode, &request.dense_mode, error)
       || !label_set_encode (ctx, args, &set, error))
     return FALSE;
-  is_thing = g_new (gboolean, set.names->len);
-  for (guint k = 0; stuff[k] != NULL; k++)
-    g_strstrip (stuff[k]);
-  for (guint i = 0; i < set.names->len; i++)
-    is_thing[i] = !g_strv_contains ((const gchar *const *) stuff, g_ptr_array_index (set.names, i));
+  /* the elements' rule for stuff-labels: case-insensitive names */
+  is_thing = umgclip_things_from_stuff ((const gchar *const *) set.names->pdata, set.names->len,
+                                        args->stuff);
   pixels = load_input (ctx, args, &width, &height, error);
   if (pixels == NULL)
     return FALSE;
@@ -772,6 +815,30 @@ command_bench (UmgClipContext *ctx, const Args *args, GString *out, GError **err
   return TRUE;
 }
 
+/* The text against an index; the model comes from the index, not from an operand. */
+static gboolean
+run_search (const Args *args, GString *out, GError **error)
+{
+  g_auto (GStrv) templates = prompt_templates (args, "{}");
+  g_autoptr (GString) query = g_string_new (NULL);
+  UmgClipSearchOptions options = { .db = args->db,
+                                   .templates = (const gchar *const *) templates,
+                                   .model = args->model,
+                                   .device = args->device,
+                                   .top_k = args->top_k,
+                                   .regions = args->regions,
+                                   .stream = args->stream,
+                                   .since = args->since,
+                                   .until = args->until,
+                                   .thumbnails = args->thumbnails };
+
+  /* the operands are the words of one query */
+  for (guint i = 0; i < args->positional->len; i++)
+    g_string_append_printf (query, "%s%s", i ? " " : "", (gchar *) args->positional->pdata[i]);
+  options.query = query->str;
+  return umgclip_tool_search (&options, out, error);
+}
+
 static const struct
 {
   const gchar *name;
@@ -812,20 +879,30 @@ main (int argc, char **argv)
       usage (stderr);
       goto done;
     }
-  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (g_strcmp0 (args.command, commands[i].name) == 0)
-      {
-        take_model (&args, commands[i].inputs == 1 && args.tensor != NULL ? 0 : commands[i].inputs);
-        if (!umgclip_parse_device (args.device, &device, &device_index, &error))
+  if (g_strcmp0 (args.command, "search") == 0)
+    {
+      if (run_search (&args, out, &error))
+        {
+          fputs (out->str, stdout);
+          status = 0;
+        }
+    }
+  else
+    for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+      if (g_strcmp0 (args.command, commands[i].name) == 0)
+        {
+          take_model (&args,
+                      commands[i].inputs == 1 && args.tensor != NULL ? 0 : commands[i].inputs);
+          if (!umgclip_parse_device (args.device, &device, &device_index, &error))
+            break;
+          ctx = umgclip_context_new (args.model, device, device_index, &error);
+          if (ctx != NULL && commands[i].run (ctx, &args, out, &error))
+            {
+              fputs (out->str, stdout);
+              status = 0;
+            }
           break;
-        ctx = umgclip_context_new (args.model, device, device_index, &error);
-        if (ctx != NULL && commands[i].run (ctx, &args, out, &error))
-          {
-            fputs (out->str, stdout);
-            status = 0;
-          }
-        break;
-      }
+        }
   if (status != 0)
     {
       if (error != NULL)

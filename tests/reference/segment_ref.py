@@ -199,14 +199,19 @@ def main():
         print("wrote %d files to %s" % (len(files), args.write))
         return
     stale = []
+    largest = 0.0
     for name, array in files.items():
         committed = np.load(os.path.join(args.check, name))
-        if committed.shape != array.shape or not np.allclose(committed, array, rtol=1e-6,
-                                                             atol=1e-6):
+        # torch builds round the resize differently: the goldens come from torch 1.13
+        # (Debian 12); Debian 13's torch 2.6 gives them within 5.2e-06 (what this prints there)
+        if committed.shape != array.shape or not np.allclose(committed, array, rtol=1e-5,
+                                                             atol=1e-5):
             stale.append(name)
+        elif committed.size:
+            largest = max(largest, float(np.abs(committed.astype(np.float64) - array).max()))
     if stale:
         sys.exit("stale goldens (rerun with --write): " + ", ".join(stale))
-    print("%d goldens up to date" % len(files))
+    print("%d goldens up to date (largest difference %.2g)" % (len(files), largest))
 
 
 if __name__ == "__main__":

@@ -237,6 +237,23 @@ CASES = [
 ]
 
 
+# A 10^5-letter word: the C tokenizer's BPE must stay near-linear on it (a rescan per merge
+# took minutes). Periodic, so that this O(rounds x n) reference stays quick.
+LONG_WORD_BLOCK = "pneumonoultramicroscopicsilicovolcanoconiosis"
+LONG_WORD_LETTERS = 100000
+
+
+def long_word():
+    repeats = LONG_WORD_LETTERS // len(LONG_WORD_BLOCK) + 1
+    return (LONG_WORD_BLOCK * repeats)[:LONG_WORD_LETTERS]
+
+
+def long_word_text(tok):
+    case = {"block": LONG_WORD_BLOCK, "letters": LONG_WORD_LETTERS,
+            "tokens": tok.encode(long_word())}
+    return json.dumps(case) + "\n"
+
+
 def cases_text(tok):
     cases = [{"text": text, "tokens": tok.tokenize(text)} for text in CASES]
     return "[\n" + ",\n".join(json.dumps(case, ensure_ascii=False) for case in cases) + "\n]\n"
@@ -260,16 +277,20 @@ def main():
         return 77
     tok = load(args.bpe)
     cases_path = os.path.normpath(os.path.join(here, "..", "data", "tokenizer_cases.json"))
+    long_path = os.path.normpath(os.path.join(here, "..", "data", "tokenizer_long_word.json"))
     if args.write:
         with open(cases_path, "w", encoding="utf-8") as f:
             f.write(cases_text(tok))
-        print("wrote %d cases to %s" % (len(CASES), cases_path))
+        with open(long_path, "w", encoding="utf-8") as f:
+            f.write(long_word_text(tok))
+        print("wrote %d cases to %s and the long word to %s" % (len(CASES), cases_path, long_path))
     if args.check:
-        with open(cases_path, encoding="utf-8") as f:
-            if f.read() != cases_text(tok):
-                print("%s is out of date: run %s --write" % (cases_path, sys.argv[0]),
-                      file=sys.stderr)
-                return 1
+        for path, text in ((cases_path, cases_text(tok)), (long_path, long_word_text(tok))):
+            with open(path, encoding="utf-8") as f:
+                if f.read() != text:
+                    print("%s is out of date: run %s --write" % (path, sys.argv[0]),
+                          file=sys.stderr)
+                    return 1
     for text in args.text:
         ids = tok.tokenize(text)
         # The text may itself hold <|endoftext|>: cut after the last one.
