@@ -467,6 +467,7 @@ gst_umgclip_filter_get_labels (GstUmgClipFilter *filter, UmgClipContext *context
 {
   GstUmgClipFilterPrivate *priv = get_priv (filter);
   g_auto (GStrv) labels = NULL, templates = NULL;
+  g_autoptr (GError) bad_text = NULL;
   GstUmgClipLabels *fresh, *result;
   guint generation;
 
@@ -475,7 +476,14 @@ gst_umgclip_filter_get_labels (GstUmgClipFilter *filter, UmgClipContext *context
   generation = priv->labels_generation;
   if (priv->labels == NULL || priv->labels_encoded != generation)
     {
-      /* The labels property, when set, wins over labels-file. */
+      /* The labels property, when set, wins over labels-file. Text that is not UTF-8 fails,
+       * naming the value, rather than being ranked as something else. */
+      if (!g_utf8_validate (priv->labels_text != NULL ? priv->labels_text : "", -1, NULL))
+        {
+          g_autofree gchar *shown = g_utf8_make_valid (priv->labels_text, -1);
+          g_autofree gchar *what = g_strdup_printf ("labels '%s'", shown);
+          umgclip_check_utf8 (what, priv->labels_text, &bad_text);
+        }
       labels = umgclip_split_list (priv->labels_text,
                                    GST_UMGCLIP_FILTER_GET_CLASS (filter)->label_separators);
       if (labels[0] == NULL && priv->file_labels != NULL)
@@ -487,6 +495,12 @@ gst_umgclip_filter_get_labels (GstUmgClipFilter *filter, UmgClipContext *context
     }
   GST_OBJECT_UNLOCK (filter);
 
+  if (bad_text != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&bad_text));
+      g_mutex_unlock (&priv->labels_lock);
+      return NULL;
+    }
   if (labels != NULL)
     {
       fresh = g_new0 (GstUmgClipLabels, 1);
@@ -1216,7 +1230,9 @@ read_labels_file (const gchar *path, GError **error)
 {
   g_autofree gchar *contents = NULL;
   GStrv labels;
-  if (!g_file_get_contents (path, &contents, NULL, error))
+  g_autofree gchar *what = g_strdup_printf ("labels-file '%s'", path);
+  if (!g_file_get_contents (path, &contents, NULL, error)
+      || !umgclip_check_utf8 (what, contents, error))
     return NULL;
   labels = umgclip_split_list (contents, "\n");
   if (labels[0] == NULL)
@@ -1636,11 +1652,18 @@ gst_umgclip_filter_start (GstBaseTransform *trans)
       g_autofree gchar *contents = NULL;
       /* stamped before reading: a change while it is read is seen by the first check */
       priv->labels_file_stamp = file_stamp (labels_file);
+      g_autofree gchar *what = g_strdup_printf ("labels-file '%s'", labels_file);
       if (!g_file_get_contents (labels_file, &contents, NULL, &error))
         {
           GST_ELEMENT_ERROR (filter, RESOURCE, NOT_FOUND,
                              ("Could not read labels-file '%s': %s", labels_file, error->message),
                              (NULL));
+          release_resources (filter);
+          return FALSE;
+        }
+      if (!umgclip_check_utf8 (what, contents, &error))
+        {
+          GST_ELEMENT_ERROR (filter, RESOURCE, READ, ("%s", error->message), (NULL));
           release_resources (filter);
           return FALSE;
         }

@@ -13,11 +13,24 @@ umgclip_split_list (const gchar *text, const gchar *separators)
   for (guint i = 0; parts[i] != NULL; i++)
     {
       gchar *item = g_strstrip (parts[i]);
+      /* GLib's UTF-8 functions (casefold, the JSON writer) read past the end of invalid text */
       if (*item != '\0')
-        g_ptr_array_add (items, g_strdup (item));
+        g_ptr_array_add (items, g_utf8_make_valid (item, -1));
     }
   g_ptr_array_add (items, NULL);
   return (GStrv) g_ptr_array_free (items, FALSE);
+}
+
+gboolean
+umgclip_check_utf8 (const gchar *what, const gchar *text, GError **error)
+{
+  const gchar *end;
+  if (text == NULL || g_utf8_validate (text, -1, &end))
+    return TRUE;
+  g_set_error (error, G_CONVERT_ERROR, G_CONVERT_ERROR_ILLEGAL_SEQUENCE,
+               "%s is not UTF-8 text: byte 0x%02x at offset %" G_GSIZE_FORMAT, what,
+               (guint) (guchar) *end, (gsize) (end - text));
+  return FALSE;
 }
 
 gboolean *

@@ -315,8 +315,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (UmgClipTopK, umgclip_top_k_free)
 /* ---- Label lists (labels.c) ---- */
 
 /* Items of text separated by any character of separators, each stripped of surrounding
- * whitespace, empty items dropped; NULL text gives an empty list. Free with g_strfreev. */
+ * whitespace, empty items dropped; NULL text gives an empty list. Bytes that are not UTF-8
+ * become U+FFFD (callers that can report it check umgclip_check_utf8 first). Free with
+ * g_strfreev. */
 GStrv umgclip_split_list (const gchar *text, const gchar *separators);
+
+/* TRUE when text (NULL included) is UTF-8; else FALSE with an error that names what (e.g.
+ * "labels-file '/x/labels.txt'") and the offset of the first bad byte. */
+gboolean umgclip_check_utf8 (const gchar *what, const gchar *text, GError **error);
 
 /* Prompt templates from text: "imagenet" means OpenAI's 80 ImageNet templates (CLIP's prompt
  * ensemble), anything else templates separated by ';' ({} marks the label). Free with

@@ -4,6 +4,7 @@
 #include "element_test_util.h"
 
 #include <gst/check/gstcheck.h>
+#include <glib/gstdio.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <math.h>
@@ -715,6 +716,22 @@ GST_START_TEST (test_errors)
 
   element_test_assert_start_error (make_tagger ("labels", "", NULL), "labels");
   element_test_assert_start_error (make_tagger ("labels", " , ,", NULL), "labels");
+  /* Text that is not UTF-8 (Latin-1 "café") is named, with its first bad byte, rather than
+   * ranked as something else: the property, and a labels-file. */
+  element_test_assert_start_error (
+      make_tagger ("labels", "dog,caf\xe9", NULL),
+      "labels 'dog,caf\xef\xbf\xbd' is not UTF-8 text: byte 0xe9 at offset 7");
+  {
+    g_autofree gchar *dir = g_dir_make_tmp ("umgclip-labels-XXXXXX", NULL);
+    g_autofree gchar *path = g_build_filename (dir, "latin1.txt", NULL);
+    g_autofree gchar *expected = NULL;
+    fail_unless (g_file_set_contents (path, "dog\ncaf\xe9\n", -1, NULL));
+    expected = g_strdup_printf ("labels-file '%s' is not UTF-8 text: byte 0xe9 at offset 7", path);
+    element_test_assert_start_error (make_tagger ("labels", NULL, "labels-file", path, NULL),
+                                     expected);
+    g_unlink (path);
+    g_rmdir (dir);
+  }
 
   pipeline
       = gst_parse_launch ("fakesrc ! umgcliptag inference-region=everywhere ! fakesink", &error);
