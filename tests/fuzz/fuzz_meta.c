@@ -3,7 +3,8 @@
  * meta, as umgclipjson turns them into JSON. The input is a binary head (frame size, then each
  * region's box as four 16-bit values) and structures in GstStructure text form, separated by
  * FUZZ_SPLIT lines: a structure named "alerts" fills the alerts meta, any other is a param of
- * the regions in turn. */
+ * the regions in turn. One harness serves every input, as one element serves a stream: each
+ * input is the next frame, with its own caps. */
 #include "fuzz_util.h"
 #include "umgclipmeta.h"
 
@@ -51,7 +52,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   gsize lengths[MAX_PARTS];
   GstVideoRegionOfInterestMeta *rois[4];
   guint n_parts, n_rois, width, height;
-  GstHarness *harness;
+  static GstHarness *harness;
   GstBuffer *buffer, *out;
   g_autofree gchar *caps = NULL;
 
@@ -96,7 +97,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         gst_structure_free (structure);
     }
 
-  harness = gst_harness_new_parse ("umgclipjson print=false post-messages=true");
+  if (harness == NULL)
+    harness = gst_harness_new_parse ("umgclipjson print=false post-messages=true");
   caps = g_strdup_printf ("video/x-raw,format=RGBA,width=%u,height=%u,framerate=30/1", width,
                           height);
   gst_harness_set_src_caps_str (harness, caps);
@@ -111,6 +113,5 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       gst_buffer_unmap (out, &map);
     }
   gst_buffer_unref (out);
-  gst_harness_teardown (harness);
   return 0;
 }

@@ -74,8 +74,9 @@ mutate_and_run (const guint8 *data, gsize size, guint mutations)
         default: /* duplicate a slice */
           if (bytes->len > 0)
             {
-              gsize at = next_random () % bytes->len;
-              gsize len = MIN (bytes->len - at, 1 + next_random () % 64);
+              gsize at = next_random () % bytes->len, wanted = 1 + next_random () % 64;
+              /* (MIN evaluates its arguments twice: no call inside it) */
+              gsize len = MIN (bytes->len - at, wanted);
               g_autofree guint8 *slice = g_memdup2 (bytes->data + at, len);
               g_byte_array_append (bytes, slice, len);
             }
