@@ -54,6 +54,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   guint n_parts, n_rois, width, height;
   static GstHarness *harness;
   GstBuffer *buffer, *out;
+  GstEvent *event;
   g_autofree gchar *caps = NULL;
 
   if (!gst_is_initialized ())
@@ -113,5 +114,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       gst_buffer_unmap (out, &map);
     }
   gst_buffer_unref (out);
+  /* the harness keeps every event that reaches its sink (a caps event per input) until pulled */
+  while ((event = gst_harness_try_pull_event (harness)) != NULL)
+    gst_event_unref (event);
+  while ((event = gst_harness_try_pull_upstream_event (harness)) != NULL)
+    gst_event_unref (event);
   return 0;
 }
