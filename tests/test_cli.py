@@ -283,6 +283,9 @@ with tempfile.TemporaryDirectory() as tmp:
           dense_path, "--dense-mode", "fancy")
     fails("dense without --out", "--out", "encode-dense", MODEL, "--tensor", tensor)
     fails("classify without labels", "--labels", "classify", MODEL, png, "--labels", " , ")
+    # Latin-1 "café": the byte 0xe9 reaches the program as it is (surrogateescape)
+    fails("labels that are not UTF-8", "--labels is not UTF-8 text: byte 0xe9 at offset 7",
+          "classify", MODEL, png, "--labels", "dog,caf\udce9")
     fails("encode-text without text", "TEXT", "encode-text", MODEL)
     fails("bad iterations", "--iterations", "bench", MODEL, "--iterations", "zero")
     fails("segment without --out", "--out", "segment", MODEL, png, "--labels", "cat")

@@ -543,6 +543,8 @@ label_set_encode (UmgClipContext *ctx, const Args *args, LabelSet *set, GError *
   const gint embed = umgclip_context_get_info (ctx)->embed_dim;
   g_auto (GStrv) templates = NULL;
 
+  if (!umgclip_check_utf8 ("--labels", args->labels, error))
+    return FALSE;
   set->split = umgclip_split_list (args->labels, ",");
   set->names = g_ptr_array_new ();
   for (guint i = 0; set->split[i] != NULL; i++)
