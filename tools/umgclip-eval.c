@@ -12,6 +12,11 @@
  *     pq, pq_things, pq_stuff
  *                   panoptic quality: things split into connected instances, stuff merged;
  *                   segments match when IoU > 0.5; mean over the labels with any segment
+ *
+ * Pixels that no ground-truth segment covers are void, as in COCO panoptic: a prediction
+ * there is not scored, and a predicted segment lying mostly in void is no false positive.
+ * Scenes of training/scenes.py have none; tests/independent_scenes.py leaves its
+ * backgrounds void.
  */
 #include "umgclip.h"
 
@@ -312,8 +317,23 @@ tally_free (Tally *t)
   g_free (t);
 }
 
+/* 1 where some ground-truth segment covers the pixel, 0 where it is void. */
+static guint8 *
+covered_pixels (const Scene *scene, gsize n_pixels)
+{
+  guint8 *covered = g_new0 (guint8, n_pixels);
+  for (guint s = 0; s < scene->segments->len; s++)
+    {
+      const GtSegment *gt = &g_array_index (scene->segments, GtSegment, s);
+      for (gsize p = 0; p < n_pixels; p++)
+        covered[p] |= gt->mask[p];
+    }
+  return covered;
+}
+
 static void
-add_semantic (Tally *t, const Scene *scene, const guint16 *class_map, gsize n_pixels)
+add_semantic (Tally *t, const Scene *scene, const guint8 *covered, const guint16 *class_map,
+              gsize n_pixels)
 {
   for (guint s = 0; s < scene->segments->len; s++)
     {
@@ -326,20 +346,23 @@ add_semantic (Tally *t, const Scene *scene, const guint16 *class_map, gsize n_pi
           }
     }
   for (gsize p = 0; p < n_pixels; p++)
-    if (class_map[p] != UMGCLIP_CLASS_NONE)
+    if (covered[p] && class_map[p] != UMGCLIP_CLASS_NONE)
       t->pred[class_map[p]]++;
 }
 
 /* Matches ground-truth and predicted segments of one scene: same label and IoU > 0.5. */
 static void
-add_panoptic (Tally *t, const Scene *scene, const UmgClipSegmentation *seg)
+add_panoptic (Tally *t, const Scene *scene, const guint8 *covered, const UmgClipSegmentation *seg)
 {
   guint n_gt = scene->segments->len, n_pred = seg->n_segments;
   gsize n_pixels = (gsize) seg->width * seg->height;
   g_autofree guint *inter = g_new0 (guint, (gsize) n_gt * (n_pred + 1));
   g_autofree guint *gt_area = g_new0 (guint, n_gt);
+  g_autofree guint *pred_void = g_new0 (guint, n_pred + 1);
   g_autofree gboolean *pred_matched = g_new0 (gboolean, n_pred + 1);
 
+  for (gsize p = 0; p < n_pixels; p++)
+    pred_void[seg->instance_map[p]] += !covered[p];
   for (guint g = 0; g < n_gt; g++)
     {
       const GtSegment *gt = &g_array_index (scene->segments, GtSegment, g);
@@ -370,7 +393,7 @@ add_panoptic (Tally *t, const Scene *scene, const UmgClipSegmentation *seg)
         t->fn[label]++;
     }
   for (guint id = 1; id <= n_pred; id++)
-    if (!pred_matched[id])
+    if (!pred_matched[id] && 2 * pred_void[id] <= seg->segments[id - 1].area)
       t->fp[seg->segments[id - 1].label_id]++;
 }
 
@@ -429,6 +452,7 @@ eval_scene (Eval *ev, guint index, GError **error)
   g_autofree gfloat *boxes = g_new (gfloat, scene->boxes->len + 1);
   g_autofree gfloat *regions = g_new (gfloat, (gsize) (scene->n_things + 1) * ev->dim);
   g_autofree guint *best = g_new (guint, scene->n_things + 1);
+  g_autofree guint8 *covered = covered_pixels (scene, (gsize) data->size * data->size);
   g_autofree gfloat *best_score = g_new (gfloat, scene->n_things + 1);
   guint n_labels = data->labels->len;
 
@@ -469,8 +493,8 @@ eval_scene (Eval *ev, guint index, GError **error)
                                ev->is_thing, ev->logit_scale, data->size, data->size, 0.0f,
                                ev->args->min_area, TRUE, &panoptic, error))
         return FALSE;
-      add_semantic (t, scene, semantic.class_map, (gsize) data->size * data->size);
-      add_panoptic (t, scene, &panoptic);
+      add_semantic (t, scene, covered, semantic.class_map, (gsize) data->size * data->size);
+      add_panoptic (t, scene, covered, &panoptic);
     }
   umgclip_l2_normalize (ev->image_embeddings + (gsize) index * ev->dim, ev->dim);
   return TRUE;

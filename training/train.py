@@ -76,6 +76,8 @@ def parse_args(argv=None):
     parser.add_argument("--pixel-weight", type=float, default=1.0)
     parser.add_argument("--segmentation-weight", type=float, default=1.0,
                         help="UMG: weight of the per-pixel segmentation loss")
+    parser.add_argument("--hard-negatives", type=int, default=0,
+                        help="shape-swapped captions per scene added as negative texts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     parser.add_argument("--log", help="JSON lines of losses (default OUT/training_log.jsonl)")
@@ -96,9 +98,9 @@ def parse_args(argv=None):
 class Batch:
     """One step's scenes as tensors, plus the pooling weights of their boxes and masks."""
 
-    def __init__(self, scene_list, vocab, context_length, patch_size, tags):
+    def __init__(self, scene_list, vocab, context_length, patch_size, tags, negatives=()):
         self.pixels = clip_model.pixels_from_uint8(np.stack([s.image for s in scene_list]))
-        self.captions = [s.caption for s in scene_list]
+        self.captions = [s.caption for s in scene_list] + list(negatives)
         self.caption_ids = torch.tensor([vocab.tokenize(c, context_length) for c in self.captions])
         grid = self.pixels.shape[2] // patch_size
         # regions and masks as (scene index, pooling weights over that scene's cells, tag)
@@ -131,22 +133,43 @@ class Batch:
             self.pixel_weight[i][mask] = 1.0 / max(int(mask.sum()), 1)
 
 
+def shape_swapped_captions(scene, count, rng):
+    """Captions of scene with one thing's shape changed, to a shape that thing's colour has
+    in the training pairs: texts that only shape tells apart from the true caption."""
+    allowed = set(scenes.pairs("train"))
+    swaps = [(t, s) for t in scene.things for s in scenes.SHAPES
+             if s != t.shape and (t.colour, s) in allowed]
+    picked = rng.permutation(len(swaps))[:count]
+    return [scene.caption.replace(scenes.thing_tag(t.colour, t.shape),
+                                  scenes.thing_tag(t.colour, s), 1)
+            for t, s in (swaps[i] for i in picked)]
+
+
 def make_batch(args, step, vocab, cfg, tags):
     first = step * args.batch
     scene_list = [scenes.generate("train", args.seed, first + i, cfg["image_size"])
                   for i in range(args.batch)]
-    return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"], tags)
+    negatives = []
+    if args.hard_negatives:
+        rng = np.random.default_rng([args.seed, 11, step])
+        for scene in scene_list:
+            negatives += shape_swapped_captions(scene, args.hard_negatives, rng)
+    return Batch(scene_list, vocab, cfg["context_length"], cfg["patch_size"], tags, negatives)
 
 
 def contrastive_loss(image, text, captions, scale):
-    """Symmetric InfoNCE; identical captions in a batch are all counted as matches."""
+    """Symmetric InfoNCE; identical captions in a batch are all counted as matches. Texts
+    beyond the images (captions[len(image):], hard negatives) are extra columns of the
+    image-to-text direction only."""
     image = F.normalize(image, dim=-1)
     text = F.normalize(text, dim=-1)
+    n = image.shape[0]
     logits = scale * image @ text.t()
-    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
-    targets = same / same.sum(1, keepdim=True)
-    return 0.5 * (torch.sum(-targets * F.log_softmax(logits, 1), 1).mean()
-                  + torch.sum(-targets * F.log_softmax(logits.t(), 1), 1).mean())
+    same = torch.tensor([[a == b for b in captions] for a in captions[:n]], dtype=torch.float32)
+    to_text = same / same.sum(1, keepdim=True)
+    to_image = same[:, :n] / same[:, :n].sum(1, keepdim=True)
+    return 0.5 * (torch.sum(-to_text * F.log_softmax(logits, 1), 1).mean()
+                  + torch.sum(-to_image * F.log_softmax(logits[:, :n].t(), 1), 1).mean())
 
 
 def pooled_loss(dense_flat, scene_index, weights, tags, candidates, candidate_embeddings, scale):
