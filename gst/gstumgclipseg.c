@@ -16,6 +16,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_umgclip_seg_debug);
 #define DEFAULT_STUFF_LABELS NULL
 #define DEFAULT_MIN_AREA 0
 #define DEFAULT_MASK_SIZE 0
+#define DEFAULT_THING_AFFINITY UMGCLIP_DEFAULT_THING_AFFINITY
 /* Automatic mask size: a quarter of the frame per side, the longer side at most this. */
 #define AUTO_MASK_DIVISOR 4
 #define AUTO_MASK_MAX_SIDE 256
@@ -27,6 +28,7 @@ enum
   PROP_STUFF_LABELS,
   PROP_MIN_AREA,
   PROP_MASK_SIZE,
+  PROP_THING_AFFINITY,
 };
 
 struct _GstUmgClipSeg
@@ -38,6 +40,7 @@ struct _GstUmgClipSeg
   gchar *stuff_labels;
   guint min_area;
   guint mask_size;
+  gdouble thing_affinity;
 };
 
 G_DEFINE_TYPE_WITH_CODE (GstUmgClipSeg, gst_umgclip_seg, GST_TYPE_UMGCLIP_FILTER,
@@ -138,7 +141,8 @@ mask_box_to_frame (const UmgClipSegment *segment, gint mask_width, gint mask_hei
   out->h = (gint) (MIN (y1, frame_height) - y0);
 }
 
-/* One ROI for a thing segment, with the umgclip tag structure and DL Streamer's detection. */
+/* One ROI for a thing segment, with the umgclip tag structure, DL Streamer's detection and the
+ * segment's id. */
 static void
 add_thing_roi (GstBuffer *result, const GstUmgClipSegment *segment, const GstUmgClipLabels *labels,
                const gchar *model, gint frame_width, gint frame_height, GstClockTime source_pts)
@@ -159,6 +163,9 @@ add_thing_roi (GstBuffer *result, const GstUmgClipSegment *segment, const GstUmg
                          G_TYPE_DOUBLE, (gdouble) (segment->y + segment->h) / frame_height,
                          "confidence", G_TYPE_DOUBLE, score, "label", G_TYPE_STRING, label,
                          "label_id", G_TYPE_INT, (gint) segment->label_id, NULL));
+  /* which segment of the instance map it is: umgclipoverlay draws the mask instead of a box */
+  gst_video_region_of_interest_meta_add_param (
+      roi, gst_structure_new ("umgclip-segment", "id", G_TYPE_UINT, segment->id, NULL));
 }
 
 static gboolean
@@ -186,6 +193,7 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, UmgClipContext *context,
   GstUmgClipSegmentationMeta *meta;
   GstUmgClipSegMode mode;
   guint min_area, mask_size, min_mask_area;
+  gdouble thing_affinity;
   gint mask_width, mask_height;
   gboolean panoptic;
 
@@ -205,6 +213,7 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, UmgClipContext *context,
   stuff_labels = g_strdup (seg->stuff_labels);
   min_area = seg->min_area;
   mask_size = seg->mask_size;
+  thing_affinity = seg->thing_affinity;
   GST_OBJECT_UNLOCK (seg);
   panoptic = mode == GST_UMGCLIP_SEG_MODE_PANOPTIC;
 
@@ -219,7 +228,7 @@ gst_umgclip_seg_infer (GstUmgClipFilter *filter, UmgClipContext *context,
   if (!umgclip_segment (features->dense, features->grid_width, features->grid_height, features->dim,
                         labels->embeddings, labels->n_labels, is_thing, info->logit_scale,
                         mask_width, mask_height, (gfloat) gst_umgclip_filter_get_threshold (filter),
-                        min_mask_area, panoptic, &segmentation, error))
+                        min_mask_area, (gfloat) thing_affinity, panoptic, &segmentation, error))
     return FALSE;
 
   /* The meta picks the same format from the number of labels. */
@@ -288,6 +297,9 @@ gst_umgclip_seg_set_property (GObject *object, guint prop_id, const GValue *valu
     case PROP_MASK_SIZE:
       seg->mask_size = g_value_get_uint (value);
       break;
+    case PROP_THING_AFFINITY:
+      seg->thing_affinity = g_value_get_double (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -314,6 +326,9 @@ gst_umgclip_seg_get_property (GObject *object, guint prop_id, GValue *value, GPa
     case PROP_MASK_SIZE:
       g_value_set_uint (value, seg->mask_size);
       break;
+    case PROP_THING_AFFINITY:
+      g_value_set_double (value, seg->thing_affinity);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -336,6 +351,7 @@ gst_umgclip_seg_init (GstUmgClipSeg *seg)
   seg->stuff_labels = g_strdup (DEFAULT_STUFF_LABELS);
   seg->min_area = DEFAULT_MIN_AREA;
   seg->mask_size = DEFAULT_MASK_SIZE;
+  seg->thing_affinity = DEFAULT_THING_AFFINITY;
 }
 
 static void
@@ -377,6 +393,14 @@ gst_umgclip_seg_class_init (GstUmgClipSegClass *klass)
                          "frame's aspect ratio (the model's coarse grid is upsampled to it); 0 = "
                          "a quarter of the frame, at most 256",
                          0, 4096, DEFAULT_MASK_SIZE, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_THING_AFFINITY,
+      g_param_spec_double ("thing-affinity", "Thing affinity",
+                           "Panoptic: touching thing instances whose mean features have at least "
+                           "this cosine are one instance, with the label that holds most of "
+                           "their probability (one object whose parts the labels split is one "
+                           "thing); -1 joins every touching pair, above 1 none",
+                           -1.0, 2.0, DEFAULT_THING_AFFINITY, flags));
 
   gst_element_class_set_static_metadata (
       element_class, "UMG-CLIP segmentation", "Filter/Analyzer/Video",

@@ -190,9 +190,224 @@ flood_fill (const UmgClipSegmentation *out, guint32 *segment_of, gsize *stack, g
     }
 }
 
+/* Union-find over segment ids (1-based; parent[0] unused), with path halving. */
+static guint32
+find_root (guint32 *parent, guint32 id)
+{
+  while (parent[id] != id)
+    {
+      parent[id] = parent[parent[id]];
+      id = parent[id];
+    }
+  return id;
+}
+
+/* Each thing segment's mean dense feature (cells L2-normalised, nearest cell per pixel, as the
+ * cells cover the mask) less the frame's mean cell, normalised: n_builders × dim, zero rows for
+ * stuff. Taking the frame's mean away leaves what sets a segment apart from the rest of the
+ * frame: the cells of a CLIP model share a large common part, which would make any two
+ * segments look alike. */
+static gfloat *
+thing_features (const UmgClipSegmentation *out, const guint32 *segment_of, const GArray *builders,
+                const gfloat *dense, gint grid_w, gint grid_h, gint dim)
+{
+  const gint width = out->width, height = out->height;
+  const gsize n_cells = (gsize) grid_w * grid_h;
+  g_autofree gdouble *sums = g_new0 (gdouble, (gsize) builders->len * dim);
+  g_autofree gfloat *cells = g_new (gfloat, n_cells * dim);
+  g_autofree gdouble *frame_mean = g_new0 (gdouble, dim);
+  gfloat *features = g_new0 (gfloat, (gsize) builders->len * dim);
+
+  for (gsize c = 0; c < n_cells; c++)
+    {
+      const gfloat *cell = dense + c * dim;
+      gdouble norm = 0;
+      for (gint i = 0; i < dim; i++)
+        norm += (gdouble) cell[i] * cell[i];
+      norm = norm > 0 ? 1.0 / sqrt (norm) : 0.0;
+      for (gint i = 0; i < dim; i++)
+        {
+          cells[c * dim + i] = (gfloat) (cell[i] * norm);
+          frame_mean[i] += cells[c * dim + i] / (gdouble) n_cells;
+        }
+    }
+  for (gint y = 0; y < height; y++)
+    {
+      const gint cell_y = (gint) ((gint64) y * grid_h / height);
+      for (gint x = 0; x < width; x++)
+        {
+          const guint32 segment = segment_of[(gsize) y * width + x];
+          const gfloat *cell
+              = cells + ((gsize) cell_y * grid_w + (gint64) x * grid_w / width) * dim;
+          gdouble *sum = sums + (gsize) (segment - 1) * dim;
+          if (segment == 0 || !g_array_index (builders, SegmentBuilder, segment - 1).is_thing)
+            continue;
+          for (gint i = 0; i < dim; i++)
+            sum[i] += cell[i];
+        }
+    }
+  for (guint b = 0; b < builders->len; b++)
+    {
+      const SegmentBuilder *builder = &g_array_index (builders, SegmentBuilder, b);
+      gdouble *sum = sums + (gsize) b * dim;
+      gdouble norm = 0;
+      if (!builder->is_thing || builder->area == 0)
+        continue;
+      for (gint i = 0; i < dim; i++)
+        {
+          sum[i] = sum[i] / builder->area - frame_mean[i];
+          norm += sum[i] * sum[i];
+        }
+      if (norm > 0)
+        for (gint i = 0; i < dim; i++)
+          features[(gsize) b * dim + i] = (gfloat) (sum[i] / sqrt (norm));
+    }
+  return features;
+}
+
+/* Joins thing segments that touch (8-connected), or face each other across a gap of unlabelled
+ * pixels up to half a grid cell wide, and whose centred features (thing_features) have a cosine
+ * of at least affinity (single linkage, union-find). Every segment joined into another is
+ * emptied into it (area 0, dead, so that renumbering drops it) and its root marked joined, for
+ * label_joined; segment_of then holds each pixel's root. */
+static void
+merge_things (UmgClipSegmentation *out, guint32 *segment_of, GArray *builders, const gfloat *dense,
+              gint grid_w, gint grid_h, gint dim, gfloat affinity, gboolean *dead, gboolean *joined)
+{
+  const gint width = out->width, height = out->height;
+  const guint n = builders->len;
+  g_autofree guint32 *parent = g_new (guint32, n + 1);
+  g_autofree gfloat *features = NULL;
+  gboolean any = FALSE;
+  /* half a grid cell: the width of the gaps that thresholding the upsampled map leaves */
+  const gint gap = MAX (1, (gint) lround (0.5 * width / grid_w));
+
+  for (guint32 id = 0; id <= n; id++)
+    parent[id] = id;
+  if (affinity > -1.0f)
+    features = thing_features (out, segment_of, builders, dense, grid_w, grid_h, dim);
+  for (gint y = 0; y < height; y++)
+    for (gint x = 0; x < width; x++)
+      {
+        const guint32 a = segment_of[(gsize) y * width + x];
+        gboolean by_gap = FALSE;
+        gint reach = 1;
+        if (a == 0 || !g_array_index (builders, SegmentBuilder, a - 1).is_thing)
+          continue;
+        /* next to a pixel that no label reached (the threshold): look across the gap */
+        for (gint ny = MAX (y - 1, 0); ny <= MIN (y + 1, height - 1) && !by_gap; ny++)
+          for (gint nx = MAX (x - 1, 0); nx <= MIN (x + 1, width - 1) && !by_gap; nx++)
+            by_gap = segment_of[(gsize) ny * width + nx] == 0;
+        if (by_gap)
+          reach = gap;
+        for (gint ny = MAX (y - reach, 0); ny <= MIN (y + reach, height - 1); ny++)
+          for (gint nx = MAX (x - reach, 0); nx <= MIN (x + reach, width - 1); nx++)
+            {
+              const guint32 b = segment_of[(gsize) ny * width + nx];
+              guint32 root_a, root_b;
+              /* each pair from the side of its lower id */
+              if (b == 0 || b <= a || !g_array_index (builders, SegmentBuilder, b - 1).is_thing)
+                continue;
+              root_a = find_root (parent, a);
+              root_b = find_root (parent, b);
+              if (root_a == root_b)
+                continue;
+              if (features != NULL)
+                {
+                  const gfloat *fa = features + (gsize) (a - 1) * dim;
+                  const gfloat *fb = features + (gsize) (b - 1) * dim;
+                  gdouble dot = 0;
+                  for (gint i = 0; i < dim; i++)
+                    dot += (gdouble) fa[i] * fb[i];
+                  if (dot < affinity)
+                    continue;
+                }
+              parent[MAX (root_a, root_b)] = MIN (root_a, root_b);
+              any = TRUE;
+            }
+      }
+  if (!any)
+    return;
+
+  for (guint32 id = 1; id <= n; id++)
+    {
+      const guint32 root = find_root (parent, id);
+      SegmentBuilder *builder = &g_array_index (builders, SegmentBuilder, id - 1);
+      SegmentBuilder *target = &g_array_index (builders, SegmentBuilder, root - 1);
+      if (root == id)
+        continue;
+      target->x_min = MIN (target->x_min, builder->x_min);
+      target->y_min = MIN (target->y_min, builder->y_min);
+      target->x_max = MAX (target->x_max, builder->x_max);
+      target->y_max = MAX (target->y_max, builder->y_max);
+      target->area += builder->area;
+      target->score_sum += builder->score_sum;
+      builder->area = 0;
+      dead[id] = TRUE;
+      joined[root] = TRUE;
+    }
+  for (gsize pixel = 0; pixel < (gsize) width * height; pixel++)
+    if (segment_of[pixel] != 0)
+      segment_of[pixel] = find_root (parent, segment_of[pixel]);
+}
+
+/* A joined thing is labelled as umgcliptag would tag it: the thing label nearest to the mask
+ * average of the dense map over its pixels (umgclip_mask_pool); its pixels take that label. */
+static void
+label_joined (UmgClipSegmentation *out, const gboolean *joined, const gfloat *dense, gint grid_w,
+              gint grid_h, gint dim, const gfloat *label_embeddings, guint n_labels,
+              const gboolean *is_thing)
+{
+  const gsize n_pixels = (gsize) out->width * out->height;
+  g_autofree guint *ids = g_new (guint, MAX (out->n_segments, 1));
+  g_autofree guint8 *map = NULL;
+  g_autofree gfloat *pooled = NULL;
+  g_autofree guint *new_label = g_new0 (guint, out->n_segments + 1);
+  guint n = 0;
+
+  for (guint i = 0; i < out->n_segments; i++)
+    if (joined[out->segments[i].id])
+      ids[n++] = out->segments[i].id;
+  if (n == 0)
+    return;
+  /* umgclip_mask_pool reads 16-bit maps little-endian */
+  map = g_new (guint8, 2 * n_pixels);
+  for (gsize pixel = 0; pixel < n_pixels; pixel++)
+    {
+      map[2 * pixel] = (guint8) (out->instance_map[pixel] & 0xFF);
+      map[2 * pixel + 1] = (guint8) (out->instance_map[pixel] >> 8);
+    }
+  pooled = g_new (gfloat, (gsize) n * dim);
+  umgclip_mask_pool (dense, grid_w, grid_h, dim, map, TRUE, out->width, out->height, ids, n,
+                     pooled);
+  for (guint r = 0; r < n; r++)
+    {
+      gdouble best_dot = -G_MAXDOUBLE;
+      UmgClipSegment *segment = &out->segments[ids[r] - 1];
+      for (guint l = 0; l < n_labels; l++)
+        {
+          gdouble dot = 0;
+          if (!is_thing[l])
+            continue;
+          for (gint i = 0; i < dim; i++)
+            dot += (gdouble) pooled[(gsize) r * dim + i] * label_embeddings[(gsize) l * dim + i];
+          if (dot > best_dot)
+            {
+              best_dot = dot;
+              segment->label_id = l;
+            }
+        }
+      new_label[ids[r]] = segment->label_id + 1;
+    }
+  for (gsize pixel = 0; pixel < n_pixels; pixel++)
+    if (new_label[out->instance_map[pixel]] != 0)
+      out->class_map[pixel] = (guint16) (new_label[out->instance_map[pixel]] - 1);
+}
+
 static gboolean
-build_segments (UmgClipSegmentation *out, guint n_labels, const gboolean *is_thing,
-                gboolean panoptic, guint min_area, GError **error)
+build_segments (UmgClipSegmentation *out, const gfloat *label_embeddings, guint n_labels,
+                const gboolean *is_thing, gboolean panoptic, guint min_area, const gfloat *dense,
+                gint grid_w, gint grid_h, gint dim, gfloat thing_affinity, GError **error)
 {
   const gsize n_pixels = (gsize) out->width * out->height;
   g_autofree guint32 *segment_of = g_new0 (guint32, n_pixels);
@@ -220,11 +435,17 @@ build_segments (UmgClipSegmentation *out, guint n_labels, const gboolean *is_thi
                  out->score_map[pixel]);
     }
 
+  g_autofree gboolean *dead = g_new0 (gboolean, builders->len + 1);
+  g_autofree gboolean *joined = g_new0 (gboolean, builders->len + 1);
+  if (panoptic && is_thing != NULL && thing_affinity <= 1.0f)
+    merge_things (out, segment_of, builders, dense, grid_w, grid_h, dim, thing_affinity, dead,
+                  joined);
+
   /* renumber the survivors of min_area, keeping their order */
   g_autofree guint32 *final_id = g_new0 (guint32, builders->len + 1);
   guint n_kept = 0;
   for (guint i = 0; i < builders->len; i++)
-    if (g_array_index (builders, SegmentBuilder, i).area >= min_area)
+    if (!dead[i + 1] && g_array_index (builders, SegmentBuilder, i).area >= min_area)
       final_id[i + 1] = ++n_kept;
   if (n_kept > MAX_IDS)
     {
@@ -260,6 +481,14 @@ build_segments (UmgClipSegmentation *out, guint n_labels, const gboolean *is_thi
       if (out->instance_map[pixel] == 0)
         out->class_map[pixel] = UMGCLIP_CLASS_NONE;
     }
+  {
+    g_autofree gboolean *joined_final = g_new0 (gboolean, n_kept + 1);
+    for (guint i = 0; i < builders->len; i++)
+      if (final_id[i + 1] != 0 && joined[i + 1])
+        joined_final[final_id[i + 1]] = TRUE;
+    label_joined (out, joined_final, dense, grid_w, grid_h, dim, label_embeddings, n_labels,
+                  is_thing);
+  }
   return TRUE;
 }
 
@@ -267,7 +496,7 @@ gboolean
 umgclip_segment (const gfloat *dense, gint grid_w, gint grid_h, gint dim,
                  const gfloat *label_embeddings, guint n_labels, const gboolean *is_thing,
                  gfloat logit_scale, gint mask_w, gint mask_h, gfloat threshold, guint min_area,
-                 gboolean panoptic, UmgClipSegmentation *out, GError **error)
+                 gfloat thing_affinity, gboolean panoptic, UmgClipSegmentation *out, GError **error)
 {
   memset (out, 0, sizeof *out);
   if (!check_labels (label_embeddings, n_labels, dim, logit_scale, error))
@@ -300,7 +529,8 @@ umgclip_segment (const gfloat *dense, gint grid_w, gint grid_h, gint dim,
   out->instance_map = g_new (guint16, n_pixels);
   classify_pixels (dense, grid_w, grid_h, dim, label_embeddings, n_labels, logit_scale, threshold,
                    out);
-  if (!build_segments (out, n_labels, is_thing, panoptic, min_area, error))
+  if (!build_segments (out, label_embeddings, n_labels, is_thing, panoptic, min_area, dense, grid_w,
+                       grid_h, dim, thing_affinity, error))
     {
       umgclip_segmentation_clear (out);
       return FALSE;

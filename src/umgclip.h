@@ -254,15 +254,26 @@ typedef struct
  * score is below threshold (0..1) get UMGCLIP_CLASS_NONE.
  * Segments: with panoptic, labels whose is_thing flag is set are split into instances (8-
  * connected components) and every other label is one segment however scattered; without
- * panoptic (or with is_thing NULL) every label is one segment. Segments smaller than
- * min_area pixels are dropped and their pixels become none in both maps.
+ * panoptic (or with is_thing NULL) every label is one segment.
+ * Joining (panoptic only): thing instances that touch, or face each other across at most half
+ * a grid cell of pixels no label reached (the threshold), are joined into one when their
+ * centred features agree: the mean over their pixels of the L2-normalised cells, less the
+ * frame's mean cell, has a cosine of at least thing_affinity between the two. A joined thing
+ * takes the thing label nearest to its mask-pooled embedding (umgclip_mask_pool, as umgcliptag
+ * tags segments), and its pixels take that label in class_map: one object whose parts the
+ * labels split is one instance. thing_affinity -1 joins every such pair; above 1 joins none.
+ * Then segments smaller than min_area pixels are dropped and their pixels become none in both
+ * maps.
  * out is overwritten (not freed first); release it with umgclip_segmentation_clear. Errors:
  * UMGCLIP_ERROR_ARGUMENT for bad sizes, no labels, more than 65534 labels or segments. */
+/* umgclipseg's thing-affinity by default */
+#define UMGCLIP_DEFAULT_THING_AFFINITY 0.7
+
 gboolean umgclip_segment (const gfloat *dense, gint grid_w, gint grid_h, gint dim,
                           const gfloat *label_embeddings, guint n_labels, const gboolean *is_thing,
                           gfloat logit_scale, gint mask_w, gint mask_h, gfloat threshold,
-                          guint min_area, gboolean panoptic, UmgClipSegmentation *out,
-                          GError **error);
+                          guint min_area, gfloat thing_affinity, gboolean panoptic,
+                          UmgClipSegmentation *out, GError **error);
 
 /* Frees what umgclip_segment allocated and zeroes seg; safe on a zeroed or cleared struct. */
 void umgclip_segmentation_clear (UmgClipSegmentation *seg);

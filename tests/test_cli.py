@@ -294,6 +294,10 @@ with tempfile.TemporaryDirectory() as tmp:
           "cat", "--out", mask_path, "--threshold", "1.5")
     fails("segment with a negative min-area", "--min-area", "segment", MODEL, png, "--labels",
           "cat", "--out", mask_path, "--min-area", "-2")
+    fails("segment with a thing-affinity below -1", "--thing-affinity needs a number from -1 to 2",
+          "segment", MODEL, png, "--labels", "cat", "--out", mask_path, "--thing-affinity", "-3")
+    fails("segment with a thing-affinity that is no number", "--thing-affinity", "segment", MODEL,
+          png, "--labels", "cat", "--out", mask_path, "--thing-affinity", "near")
     fails("segment to an unwritable place", "/nonexistent/dir", "segment", MODEL, png,
           "--labels", "cat", "--out", "/nonexistent/dir/mask.png")
     fails("tag without boxes", "boxes", "tag", MODEL, png, "--labels", "cat")

@@ -225,7 +225,7 @@ check_against_runtime (gboolean panoptic)
   g_autofree gchar *description = g_strdup_printf (
       "umgclipenc model=%s device=%s schedule=ordered ! umgclipseg model=%s device=%s "
       "schedule=ordered labels=cat,dog,grass,sky stuff-labels=\"Sky, grass\" mode=%s threshold=%g "
-      "min-area=%d mask-size=32",
+      "min-area=%d mask-size=32 thing-affinity=-1",
       element_test_model (), element_test_device (), element_test_model (), element_test_device (),
       panoptic ? "panoptic" : "semantic", threshold, min_area);
   GstHarness *harness = gst_harness_new_parse (description);
@@ -272,7 +272,8 @@ check_against_runtime (gboolean panoptic)
   fail_unless (umgclip_segment (features->dense, features->grid_width, features->grid_height, dim,
                                 label_embeddings, G_N_ELEMENTS (labels), is_thing,
                                 umgclip_context_get_info (context)->logit_scale, 32, 24,
-                                (gfloat) threshold, mask_min_area, panoptic, &expected, &error),
+                                (gfloat) threshold, mask_min_area, -1.0f, panoptic, &expected,
+                                &error),
                "%s", error != NULL ? error->message : "");
 
   fail_unless (gst_buffer_map (meta->class_map, &map, GST_MAP_READ));
@@ -728,9 +729,14 @@ GST_START_TEST (test_properties)
   g_autofree gchar *stuff = NULL;
   gint mode = -1;
   guint min_area = 1, mask_size = 1;
+  gdouble affinity = 0;
 
   g_object_get (element, "mode", &mode, "stuff-labels", &stuff, "min-area", &min_area, "mask-size",
-                &mask_size, NULL);
+                &mask_size, "thing-affinity", &affinity, NULL);
+  fail_unless_equals_float (affinity, UMGCLIP_DEFAULT_THING_AFFINITY);
+  g_object_set (element, "thing-affinity", -1.0, NULL);
+  g_object_get (element, "thing-affinity", &affinity, NULL);
+  fail_unless_equals_float (affinity, -1.0);
   fail_unless_equals_int (mode, 0);
   fail_unless (stuff == NULL);
   fail_unless_equals_int (min_area, 0);

@@ -92,6 +92,8 @@ def main():
     fails("missing model", "/nonexistent/model", "/nonexistent/model", data)
     fails("unknown dense mode", "fancy", MODEL, data, "--dense-mode", "fancy")
     fails("bad min-area", "--min-area", MODEL, data, "--min-area", "-3")
+    fails("bad thing-affinity", "--thing-affinity: 'x' is not a number", MODEL, data,
+          "--thing-affinity", "x")
     fails("unknown option", "--frobnicate", MODEL, data, "--frobnicate", "1")
     fails("unknown device", "gpu7", MODEL, data, "--device", "gpu7")
 

@@ -54,9 +54,9 @@ def generate(out, count, seed):
         return json.load(f)
 
 
-def run_eval(tool, model, data):
-    proc = subprocess.run([tool, model, data, "--device", "cpu", "--dense-mode", "naclip"],
-                          capture_output=True, text=True)
+def run_eval(tool, model, data, *extra):
+    proc = subprocess.run([tool, model, data, "--device", "cpu", "--dense-mode", "naclip",
+                           *extra], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit("FAIL: umgclip-eval on %s: %s" % (data, proc.stderr.strip()))
     return json.loads(proc.stdout)
@@ -118,6 +118,11 @@ def main():
               % (naclip["region_top1"], args.min_region_top1))
         check(naclip["pq_things"] >= args.min_pq_things, "PQ things %.3f >= %.3f"
               % (naclip["pq_things"], args.min_pq_things))
+        # joining the parts of one thing (the default thing-affinity) is what raises PQ things
+        apart = run_eval(args.eval, args.model, data, "--thing-affinity", "2")["modes"]["naclip"]
+        check(apart["pq_things"] < naclip["pq_things"] and apart["region_top1"]
+              == naclip["region_top1"], "PQ things %.3f with parts apart < %.3f joined; region "
+              "tags unchanged" % (apart["pq_things"], naclip["pq_things"]))
 
         # the command line, one-thing scenes against every colour-shape tag
         tags = annotations["thing_tags"]

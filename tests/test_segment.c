@@ -41,8 +41,8 @@ test_semantic_split (void)
   g_auto (UmgClipSegmentation) seg = { 0 };
   g_autoptr (GError) error = NULL;
 
-  g_assert_true (
-      umgclip_segment (dense, 4, 4, 4, labels, 2, NULL, 50, 8, 8, 0.5f, 0, FALSE, &seg, &error));
+  g_assert_true (umgclip_segment (dense, 4, 4, 4, labels, 2, NULL, 50, 8, 8, 0.5f, 0, 2.0f, FALSE,
+                                  &seg, &error));
   g_assert_no_error (error);
   g_assert_cmpint (seg.width, ==, 8);
   g_assert_cmpint (seg.height, ==, 8);
@@ -93,7 +93,7 @@ segment_scene (gboolean panoptic, guint min_area, UmgClipSegmentation *seg)
   g_autofree gfloat *dense = dense_from_owners (scene_owner, 6, 6, 5);
   g_autoptr (GError) error = NULL;
   g_assert_true (umgclip_segment (dense, 6, 6, 5, labels, 3, scene_is_thing, 100, 6, 6, 0.5f,
-                                  min_area, panoptic, seg, &error));
+                                  min_area, 2.0f, panoptic, seg, &error));
   g_assert_no_error (error);
   for (gint pixel = 0; pixel < 36; pixel++)
     if (seg->instance_map[pixel] != 0)
@@ -113,6 +113,96 @@ assert_segment (const UmgClipSegment *segment, guint id, guint label_id, gboolea
   g_assert_cmpint (segment->h, ==, h);
   g_assert_cmpuint (segment->area, ==, area);
   g_assert_cmpfloat_with_epsilon (segment->score, 1.0, 1e-5);
+}
+
+/* thing-affinity on a 6 × 6 grid (mask the same size), labels along axes 0-3, 0 stuff:
+ *   . . . . . .     a b: one object, cells near axes 1 and 2 (cosine 0.98), so three pixels
+ *   . a a . . .          argmax to label 1 and one (b) to label 2
+ *   . a b c c .     c: another object touching it, along axis 3 (cosine 0 with a and b)
+ *   . . . c c .
+ *   . . . . . .
+ *   . . . . . . */
+static void
+segment_affinity (gfloat affinity, guint min_area, UmgClipSegmentation *seg)
+{
+  const gint size = 6, dim = 4;
+  const gboolean is_thing[4] = { FALSE, TRUE, TRUE, TRUE };
+  g_autofree gfloat *labels = axis_labels (4, dim);
+  g_autofree gfloat *dense = g_new0 (gfloat, size * size * dim);
+  g_autoptr (GError) error = NULL;
+  for (gint cell = 0; cell < size * size; cell++)
+    dense[cell * dim] = 1;
+  for (gint cell = 0; cell < size * size; cell++)
+    {
+      const gint x = cell % size, y = cell / size;
+      gfloat *feature = dense + cell * dim;
+      const gboolean a = (y == 1 && (x == 1 || x == 2)) || (y == 2 && x == 1);
+      const gboolean b = y == 2 && x == 2;
+      const gboolean c = (y == 2 || y == 3) && (x == 3 || x == 4);
+      if (a || b || c)
+        feature[0] = 0;
+      if (a || b)
+        {
+          feature[1] = a ? 1.0f : 0.8f;
+          feature[2] = a ? 0.8f : 1.0f;
+        }
+      if (c)
+        feature[3] = 1;
+    }
+  g_assert_true (umgclip_segment (dense, size, size, dim, labels, 4, is_thing, 100, size, size,
+                                  0.5f, min_area, affinity, TRUE, seg, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_thing_affinity (void)
+{
+  {
+    /* off: the label split makes a and b two instances */
+    g_auto (UmgClipSegmentation) seg = { 0 };
+    segment_affinity (2.0f, 0, &seg);
+    g_assert_cmpuint (seg.n_segments, ==, 4);
+    assert_segment (&seg.segments[1], 2, 1, TRUE, 1, 1, 2, 2, 3);
+    assert_segment (&seg.segments[2], 3, 2, TRUE, 2, 2, 1, 1, 1);
+    assert_segment (&seg.segments[3], 4, 3, TRUE, 3, 2, 2, 2, 4);
+  }
+  {
+    /* 0.5: a and b are one thing with a's label (3 of its 4 pixels); c stays apart */
+    g_auto (UmgClipSegmentation) seg = { 0 };
+    segment_affinity (0.5f, 0, &seg);
+    g_assert_cmpuint (seg.n_segments, ==, 3);
+    g_assert_cmpuint (seg.segments[0].label_id, ==, 0);
+    g_assert_false (seg.segments[0].is_thing);
+    g_assert_cmpuint (seg.segments[0].area, ==, 28);
+    assert_segment (&seg.segments[1], 2, 1, TRUE, 1, 1, 2, 2, 4);
+    assert_segment (&seg.segments[2], 3, 3, TRUE, 3, 2, 2, 2, 4);
+    g_assert_cmpuint (seg.class_map[2 * 6 + 2], ==, 1);
+    g_assert_cmpuint (seg.instance_map[2 * 6 + 2], ==, 2);
+    g_assert_cmpuint (seg.instance_map[1 * 6 + 1], ==, 2);
+    g_assert_cmpuint (seg.instance_map[2 * 6 + 3], ==, 3);
+  }
+  {
+    /* -1: every touching thing joins; c's 4 pixels outweigh a's 3 */
+    g_auto (UmgClipSegmentation) seg = { 0 };
+    segment_affinity (-1.0f, 0, &seg);
+    g_assert_cmpuint (seg.n_segments, ==, 2);
+    assert_segment (&seg.segments[1], 2, 3, TRUE, 1, 1, 4, 3, 8);
+    for (gint pixel = 0; pixel < 36; pixel++)
+      g_assert_cmpuint (seg.class_map[pixel], ==, seg.instance_map[pixel] == 2 ? 3 : 0);
+  }
+  {
+    /* min_area counts the joined thing: b alone (1 pixel) would be dropped */
+    g_auto (UmgClipSegmentation) off = { 0 };
+    g_auto (UmgClipSegmentation) on = { 0 };
+    segment_affinity (2.0f, 2, &off);
+    segment_affinity (0.5f, 2, &on);
+    g_assert_cmpuint (off.n_segments, ==, 3);
+    g_assert_cmpuint (off.instance_map[2 * 6 + 2], ==, 0);
+    g_assert_cmpuint (off.class_map[2 * 6 + 2], ==, UMGCLIP_CLASS_NONE);
+    g_assert_cmpuint (on.n_segments, ==, 3);
+    g_assert_cmpuint (on.segments[1].area, ==, 4);
+    g_assert_cmpuint (on.instance_map[2 * 6 + 2], ==, 2);
+  }
 }
 
 static void
@@ -185,7 +275,7 @@ test_threshold (void)
       g_auto (UmgClipSegmentation) seg = { 0 };
       const gfloat threshold = i == 0 ? 0.6f : 0.95f;
       g_assert_true (umgclip_segment (dense, 3, 1, dim, labels, 2, NULL, logit_scale, 3, 1,
-                                      threshold, 0, TRUE, &seg, &error));
+                                      threshold, 0, 2.0f, TRUE, &seg, &error));
       g_assert_no_error (error);
       g_assert_cmpfloat_with_epsilon (seg.score_map[0], clear, 1e-6);
       g_assert_cmpfloat_with_epsilon (seg.score_map[1], 0.5, 1e-6);
@@ -256,7 +346,7 @@ test_reference (gconstpointer data)
     is_thing[l] = thing_flags[l] != 0;
   g_auto (UmgClipSegmentation) seg = { 0 };
   g_assert_true (umgclip_segment (dense.data, grid_w, grid_h, dim, labels, n_labels, is_thing,
-                                  params[0], mask_w, mask_h, options[1], (guint) options[2],
+                                  params[0], mask_w, mask_h, options[1], (guint) options[2], 2.0f,
                                   options[0] != 0, &seg, &error));
   g_assert_no_error (error);
 
@@ -297,7 +387,7 @@ expect_error (const gchar *mentions, const gfloat *dense, gint grid_w, gint grid
   g_auto (UmgClipSegmentation) seg = { 0 };
   g_autoptr (GError) error = NULL;
   g_assert_false (umgclip_segment (dense, grid_w, grid_h, 2, labels, n_labels, NULL, 10, mask_w,
-                                   mask_h, threshold, 0, TRUE, &seg, &error));
+                                   mask_h, threshold, 0, 2.0f, TRUE, &seg, &error));
   g_assert_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT);
   if (strstr (error->message, mentions) == NULL)
     g_error ("\"%s\" does not mention \"%s\"", error->message, mentions);
@@ -335,14 +425,14 @@ test_too_many_segments (void)
     for (gint x = 0; x < size; x++)
       dense[((gsize) y * size + x) * 2 + (x % 2 == 0 && y % 2 == 0)] = 1;
   g_assert_false (umgclip_segment (dense, size, size, 2, labels, 2, is_thing, 100, size, size, 0.5f,
-                                   0, TRUE, &seg, &error));
+                                   0, 2.0f, TRUE, &seg, &error));
   g_assert_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "65537 segments"));
   g_clear_error (&error);
 
   /* dropping the single-pixel instances leaves only the background */
   g_assert_true (umgclip_segment (dense, size, size, 2, labels, 2, is_thing, 100, size, size, 0.5f,
-                                  2, TRUE, &seg, &error));
+                                  2, 2.0f, TRUE, &seg, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (seg.n_segments, ==, 1);
   g_assert_cmpuint (seg.segments[0].area, ==, size * size - 256 * 256);
@@ -413,6 +503,7 @@ main (int argc, char **argv)
   golden_dir = argv[1];
   g_test_add_func ("/segment/semantic-split", test_semantic_split);
   g_test_add_func ("/segment/panoptic-instances", test_panoptic_instances);
+  g_test_add_func ("/segment/thing-affinity", test_thing_affinity);
   g_test_add_func ("/segment/semantic-merges-things", test_semantic_merges_things);
   g_test_add_func ("/segment/min-area", test_min_area);
   g_test_add_func ("/segment/threshold", test_threshold);

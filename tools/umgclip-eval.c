@@ -28,6 +28,7 @@
 
 #define DEFAULT_TEMPLATE "a photo of a {}."
 #define DEFAULT_MIN_AREA 8
+#define DEFAULT_THING_AFFINITY UMGCLIP_DEFAULT_THING_AFFINITY
 
 typedef struct
 {
@@ -61,6 +62,7 @@ typedef struct
   GArray *modes; /* UmgClipDenseMode */
   GPtrArray *templates;
   gint min_area;
+  gdouble thing_affinity;
 } Args;
 
 /* Sums over all scenes for one dense mode. */
@@ -487,11 +489,12 @@ eval_scene (Eval *ev, guint index, GError **error)
           t->regions_right += best[i] == g_array_index (scene->segments, GtSegment, i).label;
         }
       if (!umgclip_segment (dense, ev->grid, ev->grid, ev->dim, ev->label_embeddings, n_labels,
-                            NULL, ev->logit_scale, data->size, data->size, 0.0f, 0, FALSE,
+                            NULL, ev->logit_scale, data->size, data->size, 0.0f, 0, 2.0f, FALSE,
                             &semantic, error)
           || !umgclip_segment (dense, ev->grid, ev->grid, ev->dim, ev->label_embeddings, n_labels,
                                ev->is_thing, ev->logit_scale, data->size, data->size, 0.0f,
-                               ev->args->min_area, TRUE, &panoptic, error))
+                               ev->args->min_area, (gfloat) ev->args->thing_affinity, TRUE,
+                               &panoptic, error))
         return FALSE;
       add_semantic (t, scene, covered, semantic.class_map, (gsize) data->size * data->size);
       add_panoptic (t, scene, covered, &panoptic);
@@ -623,15 +626,17 @@ evaluate (UmgClipContext *ctx, const Dataset *data, const Args *args, GString *o
 static void
 usage (FILE *stream)
 {
-  fputs ("usage: umgclip-eval MODEL DATA_DIR [--device D] [--dense-mode M]... [--min-area N]\n"
-         "                    [--template T]...\n"
-         "  DATA_DIR   scenes and annotations.json as training/scenes.py writes them\n"
-         "  --device   auto|cpu|vulkan|vulkan:N (default auto)\n"
-         "  --dense-mode  naclip|clearclip|sclip|maskclip, repeatable (default: all four)\n"
-         "  --min-area    panoptic segments under this many pixels are dropped (default 8)\n"
-         "  --template    prompt template for labels, repeatable (default \"" DEFAULT_TEMPLATE
-         "\")\n",
-         stream);
+  fputs (
+      "usage: umgclip-eval MODEL DATA_DIR [--device D] [--dense-mode M]... [--min-area N]\n"
+      "                    [--thing-affinity A] [--template T]...\n"
+      "  DATA_DIR   scenes and annotations.json as training/scenes.py writes them\n"
+      "  --device   auto|cpu|vulkan|vulkan:N (default auto)\n"
+      "  --dense-mode  naclip|clearclip|sclip|maskclip, repeatable (default: all four)\n"
+      "  --min-area    panoptic segments under this many pixels are dropped (default 8)\n"
+      "  --thing-affinity  touching thing instances whose features have this cosine are one\n"
+      "                instance (-1: every touching pair, above 1: none; default as umgclipseg)\n"
+      "  --template    prompt template for labels, repeatable (default \"" DEFAULT_TEMPLATE "\")\n",
+      stream);
 }
 
 static gboolean
@@ -640,6 +645,7 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
   args->modes = g_array_new (FALSE, FALSE, sizeof (UmgClipDenseMode));
   args->templates = g_ptr_array_new ();
   args->min_area = DEFAULT_MIN_AREA;
+  args->thing_affinity = DEFAULT_THING_AFFINITY;
   for (gint i = 1; i < argc; i++)
     {
       const gchar *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -683,6 +689,17 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
               return FALSE;
             }
           args->min_area = v;
+        }
+      else if (g_strcmp0 (arg, "--thing-affinity") == 0)
+        {
+          gchar *end = NULL;
+          args->thing_affinity = g_ascii_strtod (value, &end);
+          if (end == value || *end != '\0' || !(args->thing_affinity >= -1.0))
+            {
+              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                           "--thing-affinity: '%s' is not a number of at least -1", value);
+              return FALSE;
+            }
         }
       else
         {

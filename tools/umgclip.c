@@ -35,6 +35,7 @@ typedef struct
   gint top_k;
   gint min_area;
   gdouble threshold;
+  gdouble thing_affinity;
   gboolean normalize;
   gboolean panoptic;
   gboolean regions;
@@ -53,6 +54,7 @@ usage (FILE *stream)
          "  umgclip classify [MODEL] IMAGE --labels \"cat,dog,car\" [--template T]...\n"
          "  umgclip segment [MODEL] IMAGE --labels L [--stuff S] [--panoptic] --out MASK.png|.npy\n"
          "                 [--instances INSTANCES.png|.npy] [--threshold T] [--min-area N]\n"
+         "                 [--thing-affinity A]\n"
          "  umgclip tag [MODEL] IMAGE --boxes \"x,y,w,h;...\" --labels L [--top-k K]\n"
          "  umgclip bench [MODEL] [--size N] [--iterations N]\n"
          "  umgclip search --db LOCATION TEXT [--top-k K] [--regions] [--stream S]\n"
@@ -67,7 +69,8 @@ usage (FILE *stream)
          "  --size N         input size for IMAGE (default: the model's) or for bench\n"
          "  segment: maps cover the network input (IMAGE resized and centre-cropped to SIZE);\n"
          "           label ids, 255 (PNG) or -1 (.npy) where no label reaches --threshold;\n"
-         "           --instances: segment ids, 0 for none\n"
+         "           --instances: segment ids, 0 for none; --thing-affinity: as umgclipseg's\n"
+         "           thing-affinity (default 0.7)\n"
          "  --template T     prompt template with {} for classify (repeatable, or several "
          "separated by ';', or imagenet for OpenAI's 80; default "
          "\"" DEFAULT_TEMPLATE "\"; for search \"{}\", the text as given)\n"
@@ -101,6 +104,7 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
   args->dense_mode = "naclip";
   args->iterations = 10;
   args->top_k = 5;
+  args->thing_affinity = UMGCLIP_DEFAULT_THING_AFFINITY;
   for (gint i = 1; i < argc; i++)
     {
       const gchar *arg = argv[i];
@@ -130,6 +134,21 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
             {
               g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
                            "--threshold needs a number from 0 to 1");
+              return FALSE;
+            }
+          i++;
+          continue;
+        }
+      if (g_strcmp0 (arg, "--thing-affinity") == 0)
+        {
+          gchar *end = NULL;
+          if (i + 1 >= argc
+              || !((args->thing_affinity = g_ascii_strtod (argv[i + 1], &end)) >= -1
+                   && args->thing_affinity <= 2)
+              || end == argv[i + 1] || *end != '\0')
+            {
+              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                           "--thing-affinity needs a number from -1 to 2");
               return FALSE;
             }
           i++;
@@ -674,7 +693,8 @@ command_segment (UmgClipContext *ctx, const Args *args, GString *out, GError **e
   if (!umgclip_encode_image (ctx, pixels, width, height, &request, error)
       || !umgclip_segment (dense, grid_w, grid_h, info->embed_dim, set.embeddings, set.names->len,
                            is_thing, info->logit_scale, width, height, args->threshold,
-                           args->min_area, args->panoptic, &seg, error)
+                           args->min_area, (gfloat) args->thing_affinity, args->panoptic, &seg,
+                           error)
       || !save_map (args->out, seg.class_map, width, height, UMGCLIP_CLASS_NONE, -1, error)
       || (args->instances != NULL
           && !save_map (args->instances, seg.instance_map, width, height, G_MAXUINT16, 0, error)))
