@@ -9,7 +9,10 @@
 GST_DEBUG_CATEGORY_STATIC (gst_umgclip_overlay_debug);
 #define GST_CAT_DEFAULT gst_umgclip_overlay_debug
 
-#define DEFAULT_ALPHA 0.5
+#define DEFAULT_ALPHA 0.3
+#define DEFAULT_STUFF_ALPHA 0.12
+#define DEFAULT_OUTLINE TRUE
+#define DEFAULT_MIN_AREA 64
 #define DEFAULT_DRAW_MASKS TRUE
 #define DEFAULT_DRAW_BOXES TRUE
 #define DEFAULT_DRAW_LABELS TRUE
@@ -29,6 +32,9 @@ enum
   PROP_DRAW_MASKS,
   PROP_DRAW_BOXES,
   PROP_DRAW_LABELS,
+  PROP_STUFF_ALPHA,
+  PROP_OUTLINE,
+  PROP_MIN_AREA,
 };
 
 struct _GstUmgClipOverlay
@@ -37,6 +43,9 @@ struct _GstUmgClipOverlay
 
   /* Properties, under the object lock. */
   gdouble alpha;
+  gdouble stuff_alpha;
+  gboolean outline;
+  guint min_area;
   gboolean draw_masks;
   gboolean draw_boxes;
   gboolean draw_labels;
@@ -320,10 +329,49 @@ id_colour (const Canvas *canvas, guint id)
 
 /* ---- what is drawn ---- */
 
-/* The panoptic instance map when there is one (a colour per segment, so that two cars differ),
- * else the class map (a colour per label). */
+/* How each segment of the instance (or class) map is painted. */
+typedef struct
+{
+  gboolean ready;     /* the entry is filled in (ids without a segment table: on first use) */
+  gboolean drawn;     /* FALSE: below min-area, or no entry in the segment table */
+  gboolean is_thing;  /* filled with alpha and outlined; stuff: stuff-alpha, no outline */
+  PaintColour colour; /* its label's */
+} SegmentPaint;
+
+/* The paint of every id of the map: ids index the table (instance ids in panoptic mode, label
+ * ids in semantic mode). Ids of the map that the segment table lacks are painted as things in
+ * the colour of their id, as before the table existed. */
+static SegmentPaint *
+segment_paints (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, gboolean panoptic,
+                guint n_ids, guint min_area)
+{
+  SegmentPaint *paints = g_new0 (SegmentPaint, n_ids);
+  /* min-area is in frame pixels, segment areas in mask pixels */
+  const gdouble frame_per_mask
+      = (gdouble) canvas->width * canvas->height / ((gdouble) meta->mask_width * meta->mask_height);
+
+  if (!panoptic || meta->segments == NULL)
+    return paints;
+  for (guint id = 0; id < n_ids; id++)
+    paints[id].ready = TRUE;
+  for (guint i = 0; i < meta->segments->len; i++)
+    {
+      const GstUmgClipSegment *segment = &g_array_index (meta->segments, GstUmgClipSegment, i);
+      if (segment->id >= n_ids)
+        continue;
+      paints[segment->id].drawn = segment->area * frame_per_mask >= min_area;
+      paints[segment->id].is_thing = segment->is_thing;
+      paints[segment->id].colour = id_colour (canvas, segment->label_id);
+    }
+  return paints;
+}
+
+/* Things (the instance map in panoptic mode) are filled lightly with their label's colour and
+ * outlined opaquely where the map changes, so that two touching things of one label stay two;
+ * stuff is tinted with stuff_alpha. In semantic mode every label is filled with alpha. */
 static void
-paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, guint alpha)
+paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, guint alpha,
+                    guint stuff_alpha, gboolean outline, gint thickness, guint min_area)
 {
   const gboolean panoptic = meta->instance_map != NULL;
   GstBuffer *map_buffer = panoptic ? meta->instance_map : meta->class_map;
@@ -331,12 +379,15 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
   const guint none
       = panoptic ? 0
                  : (bytes_per_pixel == 1 ? GST_UMGCLIP_CLASS_NONE_8 : GST_UMGCLIP_CLASS_NONE_16);
+  const guint n_ids = bytes_per_pixel == 1 ? 256 : 65536;
+  /* the outline lies on both sides of a boundary: half its width each */
+  const gint reach = MAX (1, thickness / 2);
   g_autofree guint *mask_column = NULL;
+  g_autofree guint *mask_row = NULL;
+  g_autofree SegmentPaint *paints = NULL;
   GstMapInfo map;
-  guint last_id = G_MAXUINT;
-  PaintColour colour = { { 0 } };
 
-  if (map_buffer == NULL || meta->mask_width == 0 || meta->mask_height == 0 || alpha == 0)
+  if (map_buffer == NULL || meta->mask_width == 0 || meta->mask_height == 0)
     return;
   if (!gst_buffer_map (map_buffer, &map, GST_MAP_READ))
     return;
@@ -348,28 +399,49 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
       return;
     }
 
+  paints = segment_paints (canvas, meta, panoptic, n_ids, min_area);
   /* The maps cover the whole frame whatever its current size, as in umgclipmeta.h. */
   mask_column = g_new (guint, canvas->width);
+  mask_row = g_new (guint, canvas->height);
   for (gint x = 0; x < canvas->width; x++)
     mask_column[x] = (guint) ((guint64) x * meta->mask_width / canvas->width);
   for (gint y = 0; y < canvas->height; y++)
-    {
-      const guint mask_row = (guint) ((guint64) y * meta->mask_height / canvas->height);
-      const guint8 *row = map.data + (gsize) mask_row * meta->mask_width * bytes_per_pixel;
-      for (gint x = 0; x < canvas->width; x++)
-        {
-          const guint id = bytes_per_pixel == 1 ? row[mask_column[x]]
-                                                : GST_READ_UINT16_LE (row + 2 * mask_column[x]);
-          if (id == none)
+    mask_row[y] = (guint) ((guint64) y * meta->mask_height / canvas->height);
+
+#define MAP_ID(x, y)                                                                               \
+  (bytes_per_pixel == 1                                                                            \
+       ? map.data[(gsize) mask_row[y] * meta->mask_width + mask_column[x]]                         \
+       : GST_READ_UINT16_LE (map.data                                                              \
+                             + 2 * ((gsize) mask_row[y] * meta->mask_width + mask_column[x])))
+  for (gint y = 0; y < canvas->height; y++)
+    for (gint x = 0; x < canvas->width; x++)
+      {
+        const guint id = MAP_ID (x, y);
+        SegmentPaint *paint = &paints[id];
+        gboolean edge = FALSE;
+        if (id == none)
+          continue;
+        if (!paint->ready)
+          *paint = (SegmentPaint){ TRUE, TRUE, TRUE, id_colour (canvas, id) };
+        if (!paint->drawn)
+          continue;
+        if (!paint->is_thing)
+          {
+            if (stuff_alpha > 0)
+              canvas_blend (canvas, x, y, &paint->colour, stuff_alpha);
             continue;
-          if (id != last_id)
-            {
-              colour = id_colour (canvas, id);
-              last_id = id;
-            }
-          canvas_blend (canvas, x, y, &colour, alpha);
-        }
-    }
+          }
+        if (outline && panoptic)
+          edge = MAP_ID (MAX (x - reach, 0), y) != id
+                 || MAP_ID (MIN (x + reach, canvas->width - 1), y) != id
+                 || MAP_ID (x, MAX (y - reach, 0)) != id
+                 || MAP_ID (x, MIN (y + reach, canvas->height - 1)) != id;
+        if (edge)
+          canvas_blend (canvas, x, y, &paint->colour, 256);
+        else if (alpha > 0)
+          canvas_blend (canvas, x, y, &paint->colour, alpha);
+      }
+#undef MAP_ID
   gst_buffer_unmap (map_buffer, &map);
 }
 
@@ -397,42 +469,135 @@ roi_caption (GstVideoRegionOfInterestMeta *roi, guint *colour_id)
   return g_strdup (roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : "");
 }
 
-/* Above the box when it fits, else just inside its top edge; on a dark translucent band so
- * it reads on any background. */
+/* The panoptic segment an ROI of umgclipseg stands for (its "umgclip-segment" param), or NULL. */
+static const GstUmgClipSegment *
+roi_segment (GstVideoRegionOfInterestMeta *roi, const GstUmgClipSegmentationMeta *meta)
+{
+  GstStructure *params = gst_video_region_of_interest_meta_get_param (roi, "umgclip-segment");
+  guint id;
+  if (params == NULL || meta == NULL || meta->segments == NULL
+      || !gst_structure_get_uint (params, "id", &id))
+    return NULL;
+  for (guint i = 0; i < meta->segments->len; i++)
+    if (g_array_index (meta->segments, GstUmgClipSegment, i).id == id)
+      return &g_array_index (meta->segments, GstUmgClipSegment, i);
+  return NULL;
+}
+
+/* A caption to place: the box it names, and its text. */
+typedef struct
+{
+  gint x, y, w, h;
+  gchar *text;
+} Caption;
+
 static void
-draw_caption (const Canvas *canvas, gint box_x, gint box_y, const gchar *caption, gint scale)
+caption_clear (Caption *caption)
+{
+  g_free (caption->text);
+}
+
+typedef struct
+{
+  gint x0, y0, x1, y1;
+} Rect;
+
+static gboolean
+rects_overlap (const Rect *a, const Rect *b)
+{
+  return a->x0 < b->x1 && b->x0 < a->x1 && a->y0 < b->y1 && b->y0 < a->y1;
+}
+
+/* Where a band of band_w × band_h goes for the box (x, y, w, h): above it, just inside its top,
+ * just below it, just inside its bottom, then down its left edge and down its right edge, each
+ * kept inside the frame; the first place that overlaps no band already placed. FALSE when every
+ * place does: the caption is left out rather than drawn over another. */
+static gboolean
+place_band (const Canvas *canvas, const Caption *caption, gint band_w, gint band_h,
+            const GArray *placed, Rect *out)
+{
+  const gint x = caption->x, y = caption->y, w = caption->w, h = caption->h;
+  const gint step = MAX (1, band_h / 2);
+  GArray *candidates = g_array_new (FALSE, FALSE, sizeof (Rect));
+  gboolean found = FALSE;
+  const gint tops[] = { y - band_h, y, y + h, y + h - band_h };
+
+  for (guint side = 0; side < 2; side++)
+    {
+      const gint left = side == 0 ? x : x + w - band_w;
+      if (side == 0)
+        for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
+          {
+            Rect r = { left, tops[i], 0, 0 };
+            g_array_append_val (candidates, r);
+          }
+      for (gint top = y + step; top < y + h - band_h; top += step)
+        {
+          Rect r = { left, top, 0, 0 };
+          g_array_append_val (candidates, r);
+        }
+      if (side == 1)
+        for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
+          {
+            Rect r = { left, tops[i], 0, 0 };
+            g_array_append_val (candidates, r);
+          }
+    }
+  for (guint i = 0; i < candidates->len && !found; i++)
+    {
+      Rect r = g_array_index (candidates, Rect, i);
+      r.x0 = CLAMP (r.x0, 0, MAX (0, canvas->width - band_w));
+      r.y0 = CLAMP (r.y0, 0, MAX (0, canvas->height - band_h));
+      r.x1 = r.x0 + band_w;
+      r.y1 = r.y0 + band_h;
+      found = TRUE;
+      for (guint j = 0; j < placed->len && found; j++)
+        found = !rects_overlap (&r, &g_array_index (placed, Rect, j));
+      if (found)
+        *out = r;
+    }
+  g_array_unref (candidates);
+  return found;
+}
+
+static gint
+caption_by_area (gconstpointer a, gconstpointer b)
+{
+  const Caption *first = a, *second = b;
+  const gint64 area_a = (gint64) first->w * first->h, area_b = (gint64) second->w * second->h;
+  return area_a > area_b ? -1 : area_a < area_b;
+}
+
+/* Captions on dark translucent bands, larger boxes first, none over another. */
+static void
+draw_captions (const Canvas *canvas, GArray *captions, gint scale)
 {
   const PaintColour white = canvas_colour (canvas, 255, 255, 255);
   const PaintColour black = canvas_colour (canvas, 0, 0, 0);
   const gint padding = scale;
-  const gint band_height = GLYPH_HEIGHT * scale + 2 * padding;
-  const gint band_width = text_width (caption, scale) + 2 * padding;
-  gint band_y = box_y - band_height >= 0 ? box_y - band_height : box_y;
-  gint band_x = MIN (box_x, canvas->width - band_width);
-  band_x = MAX (band_x, 0);
-  if (caption[0] == '\0')
-    return;
-  canvas_fill (canvas, band_x, band_y, band_x + band_width, band_y + band_height, &black, 160);
-  canvas_text (canvas, band_x + padding, band_y + padding, caption, scale, &white);
-}
+  const gint band_h = GLYPH_HEIGHT * scale + 2 * padding;
+  g_autoptr (GArray) placed = g_array_new (FALSE, FALSE, sizeof (Rect));
+  guint left_out = 0;
 
-static void
-draw_segment_captions (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, gint scale)
-{
-  const guint n_labels = meta->labels != NULL ? g_strv_length (meta->labels) : 0;
-  if (meta->segments == NULL || meta->frame_width == 0 || meta->frame_height == 0)
-    return;
-  for (guint i = 0; i < meta->segments->len; i++)
+  g_array_sort (captions, caption_by_area);
+  for (guint i = 0; i < captions->len; i++)
     {
-      const GstUmgClipSegment *segment = &g_array_index (meta->segments, GstUmgClipSegment, i);
-      g_autofree gchar *caption = NULL;
-      if (segment->label_id >= n_labels)
+      const Caption *caption = &g_array_index (captions, Caption, i);
+      const gint band_w = text_width (caption->text, scale) + 2 * padding;
+      Rect band;
+      if (caption->text[0] == '\0')
         continue;
-      caption = g_strdup_printf ("%s %.2f", meta->labels[segment->label_id], segment->score);
-      draw_caption (canvas, (gint) ((gint64) segment->x * canvas->width / meta->frame_width),
-                    (gint) ((gint64) segment->y * canvas->height / meta->frame_height), caption,
-                    scale);
+      if (!place_band (canvas, caption, band_w, band_h, placed, &band))
+        {
+          left_out++;
+          continue;
+        }
+      g_array_append_val (placed, band);
+      canvas_fill (canvas, band.x0, band.y0, band.x1, band.y1, &black, 160);
+      canvas_text (canvas, band.x0 + padding, band.y0 + padding, caption->text, scale, &white);
     }
+  if (left_out > 0)
+    GST_LOG ("%u captions left out: no place that overlaps no other", left_out);
 }
 
 static GstFlowReturn
@@ -441,16 +606,22 @@ gst_umgclip_overlay_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *f
   GstUmgClipOverlay *overlay = GST_UMGCLIP_OVERLAY (filter);
   GstUmgClipSegmentationMeta *segmentation
       = gst_buffer_get_umgclip_segmentation_meta (frame->buffer);
-  gboolean draw_masks, draw_boxes, draw_labels;
-  guint alpha;
+  gboolean draw_masks, draw_boxes, draw_labels, outline;
+  guint alpha, stuff_alpha, min_area;
   Canvas canvas;
   gint scale, thickness;
   gpointer state = NULL;
   GstMeta *meta;
   gboolean any_roi = FALSE;
+  g_autoptr (GArray) captions = g_array_new (FALSE, FALSE, sizeof (Caption));
+  gdouble frame_per_mask = 1;
 
+  g_array_set_clear_func (captions, (GDestroyNotify) caption_clear);
   GST_OBJECT_LOCK (overlay);
   alpha = (guint) lround (overlay->alpha * 256);
+  stuff_alpha = (guint) lround (overlay->stuff_alpha * 256);
+  outline = overlay->outline;
+  min_area = overlay->min_area;
   draw_masks = overlay->draw_masks;
   draw_boxes = overlay->draw_boxes;
   draw_labels = overlay->draw_labels;
@@ -461,37 +632,64 @@ gst_umgclip_overlay_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *f
    * line widths keep 4:2:0 chroma on every box edge. */
   scale = MAX (1, canvas.height / 360);
   thickness = 2 * MAX (1, canvas.height / 480);
+  if (segmentation != NULL && segmentation->mask_width > 0 && segmentation->mask_height > 0)
+    frame_per_mask = (gdouble) canvas.width * canvas.height
+                     / ((gdouble) segmentation->mask_width * segmentation->mask_height);
 
   if (draw_masks && segmentation != NULL)
-    paint_segmentation (&canvas, segmentation, alpha);
+    paint_segmentation (&canvas, segmentation, alpha, stuff_alpha, outline, thickness, min_area);
 
-  /* Boxes first, then every caption, so that no box crosses a caption. */
-  for (guint pass = 0; pass < 2; pass++)
+  /* A region drawn as its mask gets no box: each thing is drawn once. Regions smaller than
+   * min-area (or whose segment is) are not drawn at all. */
+  while ((meta = gst_buffer_iterate_meta_filtered (frame->buffer, &state,
+                                                   GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+         != NULL)
     {
-      state = NULL;
-      while ((meta = gst_buffer_iterate_meta_filtered (frame->buffer, &state,
-                                                       GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-             != NULL)
+      GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
+      const GstUmgClipSegment *segment = roi_segment (roi, segmentation);
+      guint colour_id;
+      Caption caption = { (gint) roi->x, (gint) roi->y, (gint) roi->w, (gint) roi->h, NULL };
+      any_roi = TRUE;
+      if ((guint64) roi->w * roi->h < min_area
+          || (segment != NULL && segment->area * frame_per_mask < min_area))
+        continue;
+      caption.text = roi_caption (roi, &colour_id);
+      if (draw_boxes && !(segment != NULL && draw_masks))
         {
-          GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
-          guint colour_id;
-          g_autofree gchar *caption = roi_caption (roi, &colour_id);
-          any_roi = TRUE;
-          if (pass == 0 && draw_boxes)
-            {
-              const PaintColour colour = id_colour (&canvas, colour_id);
-              canvas_outline (&canvas, (gint) roi->x, (gint) roi->y, (gint) roi->w, (gint) roi->h,
-                              thickness, &colour);
-            }
-          else if (pass == 1 && draw_labels)
-            draw_caption (&canvas, (gint) roi->x, (gint) roi->y, caption, scale);
+          const PaintColour colour = id_colour (&canvas, colour_id);
+          canvas_outline (&canvas, caption.x, caption.y, caption.w, caption.h, thickness, &colour);
         }
+      if (draw_labels)
+        g_array_append_val (captions, caption);
+      else
+        caption_clear (&caption);
     }
 
   /* Panoptic things usually come back as ROIs (umgcliptag); caption segments only when there
    * are none, so a region is not labelled twice. */
-  if (draw_labels && !any_roi && segmentation != NULL)
-    draw_segment_captions (&canvas, segmentation, scale);
+  if (draw_labels && !any_roi && segmentation != NULL && segmentation->segments != NULL
+      && segmentation->frame_width > 0 && segmentation->frame_height > 0)
+    {
+      const guint n_labels
+          = segmentation->labels != NULL ? g_strv_length (segmentation->labels) : 0;
+      for (guint i = 0; i < segmentation->segments->len; i++)
+        {
+          const GstUmgClipSegment *segment
+              = &g_array_index (segmentation->segments, GstUmgClipSegment, i);
+          Caption caption;
+          if (segment->label_id >= n_labels || segment->area * frame_per_mask < min_area)
+            continue;
+          caption = (Caption){
+            (gint) ((gint64) segment->x * canvas.width / segmentation->frame_width),
+            (gint) ((gint64) segment->y * canvas.height / segmentation->frame_height),
+            (gint) ((gint64) segment->w * canvas.width / segmentation->frame_width),
+            (gint) ((gint64) segment->h * canvas.height / segmentation->frame_height),
+            g_strdup_printf ("%s %.2f", segmentation->labels[segment->label_id], segment->score),
+          };
+          g_array_append_val (captions, caption);
+        }
+    }
+  draw_captions (&canvas, captions, scale);
 
   return GST_FLOW_OK;
 }
@@ -506,6 +704,15 @@ gst_umgclip_overlay_set_property (GObject *object, guint prop_id, const GValue *
     {
     case PROP_ALPHA:
       overlay->alpha = g_value_get_double (value);
+      break;
+    case PROP_STUFF_ALPHA:
+      overlay->stuff_alpha = g_value_get_double (value);
+      break;
+    case PROP_OUTLINE:
+      overlay->outline = g_value_get_boolean (value);
+      break;
+    case PROP_MIN_AREA:
+      overlay->min_area = g_value_get_uint (value);
       break;
     case PROP_DRAW_MASKS:
       overlay->draw_masks = g_value_get_boolean (value);
@@ -533,6 +740,15 @@ gst_umgclip_overlay_get_property (GObject *object, guint prop_id, GValue *value,
     case PROP_ALPHA:
       g_value_set_double (value, overlay->alpha);
       break;
+    case PROP_STUFF_ALPHA:
+      g_value_set_double (value, overlay->stuff_alpha);
+      break;
+    case PROP_OUTLINE:
+      g_value_set_boolean (value, overlay->outline);
+      break;
+    case PROP_MIN_AREA:
+      g_value_set_uint (value, overlay->min_area);
+      break;
     case PROP_DRAW_MASKS:
       g_value_set_boolean (value, overlay->draw_masks);
       break;
@@ -553,6 +769,9 @@ static void
 gst_umgclip_overlay_init (GstUmgClipOverlay *overlay)
 {
   overlay->alpha = DEFAULT_ALPHA;
+  overlay->stuff_alpha = DEFAULT_STUFF_ALPHA;
+  overlay->outline = DEFAULT_OUTLINE;
+  overlay->min_area = DEFAULT_MIN_AREA;
   overlay->draw_masks = DEFAULT_DRAW_MASKS;
   overlay->draw_boxes = DEFAULT_DRAW_BOXES;
   overlay->draw_labels = DEFAULT_DRAW_LABELS;
@@ -608,10 +827,28 @@ gst_umgclip_overlay_class_init (GstUmgClipOverlayClass *klass)
 
   g_object_class_install_property (
       gobject_class, PROP_ALPHA,
-      g_param_spec_double ("alpha", "Mask opacity",
-                           "Opacity of the segmentation colours over the video: 0 leaves the "
-                           "video as it is, 1 replaces it by the colour of each label or segment",
+      g_param_spec_double ("alpha", "Fill opacity",
+                           "Opacity of the fill of each thing (panoptic) or label (semantic) in "
+                           "its label's colour: 0 leaves the video as it is, 1 replaces it",
                            0.0, 1.0, DEFAULT_ALPHA, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_STUFF_ALPHA,
+      g_param_spec_double ("stuff-alpha", "Stuff opacity",
+                           "Opacity of the tint of stuff segments (sky, road: umgclipseg's "
+                           "stuff-labels) in panoptic mode; 0 leaves stuff untinted",
+                           0.0, 1.0, DEFAULT_STUFF_ALPHA, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_OUTLINE,
+      g_param_spec_boolean ("outline", "Outline",
+                            "Draw the outline of every panoptic thing, opaque in its label's "
+                            "colour, so that touching things of one label stay apart",
+                            DEFAULT_OUTLINE, flags));
+  g_object_class_install_property (
+      gobject_class, PROP_MIN_AREA,
+      g_param_spec_uint ("min-area", "Minimum area",
+                         "Segments and regions smaller than this many frame pixels are not "
+                         "drawn (neither mask, box nor caption)",
+                         0, G_MAXUINT, DEFAULT_MIN_AREA, flags));
   g_object_class_install_property (
       gobject_class, PROP_DRAW_MASKS,
       g_param_spec_boolean ("draw-masks", "Draw masks",
@@ -621,14 +858,16 @@ gst_umgclip_overlay_class_init (GstUmgClipOverlayClass *klass)
   g_object_class_install_property (
       gobject_class, PROP_DRAW_BOXES,
       g_param_spec_boolean ("draw-boxes", "Draw boxes",
-                            "Outline every region of interest (GstVideoRegionOfInterestMeta), "
-                            "in the colour of its best tag",
+                            "Outline every region of interest (GstVideoRegionOfInterestMeta) "
+                            "in the colour of its best tag; a region of umgclipseg whose mask "
+                            "is drawn gets no box",
                             DEFAULT_DRAW_BOXES, flags));
   g_object_class_install_property (
       gobject_class, PROP_DRAW_LABELS,
       g_param_spec_boolean ("draw-labels", "Draw labels",
-                            "Write the best tag and its confidence above every region (or, "
-                            "without regions, above every panoptic segment)",
+                            "Write the best tag and its confidence by every region (or, "
+                            "without regions, by every segment), larger regions first, no "
+                            "caption over another: one that finds no free place is left out",
                             DEFAULT_DRAW_LABELS, flags));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

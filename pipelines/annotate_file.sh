@@ -7,7 +7,8 @@
 # Environment: LABELS (comma-separated, free text), STUFF_LABELS (the labels that are regions
 # such as road or sky, not countable objects), UMGCLIP_MODEL (model directory; unset: the
 # elements' default), UMGCLIP_DEVICE (auto|vulkan|cpu, default auto), THRESHOLD (minimum
-# score of a segment or tag, 0..1, default 0.5).
+# score of a segment or tag, 0..1, default 0.5), FRAMES (also write every annotated frame
+# as a PNG, a multifilesink location such as frames/%04d.png).
 set -eu
 
 if [ $# -ne 3 ]; then
@@ -20,6 +21,7 @@ stuff=${STUFF_LABELS:-road,building,sky,tree}
 device=${UMGCLIP_DEVICE:-auto}
 threshold=${THRESHOLD:-0.5}
 model=${UMGCLIP_MODEL:+model=$UMGCLIP_MODEL}
+frames=${FRAMES:-}
 
 # H.264 needs gst-plugins-ugly; VP8 comes with gst-plugins-good. Matroska holds either.
 if gst-inspect-1.0 --exists x264enc; then
@@ -43,4 +45,6 @@ exec gst-launch-1.0 -e \
       labels="$labels" device="$device" $model \
   ! umgclipoverlay \
   ! umgclipjson location="$json" \
-  ! videoconvert ! $encoder ! matroskamux ! filesink location="$output"
+  ! tee name=annotated \
+  annotated. ! queue ! videoconvert ! $encoder ! matroskamux ! filesink location="$output" \
+  ${frames:+annotated. ! queue ! videoconvert ! pngenc ! multifilesink location="$frames"}

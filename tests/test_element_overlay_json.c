@@ -549,23 +549,186 @@ GST_START_TEST (test_overlay_semantic_masks)
 }
 GST_END_TEST;
 
+/* Panoptic: the car (a thing, segment 3: frame x 32-63, y 0-23) is filled at alpha and
+ * outlined opaquely where the map changes (x 32, next to the sky; y 23, above no segment), not
+ * at the frame's edge; the sky (stuff, segments 1 and 2, one label) is tinted at stuff-alpha in
+ * one colour, or not at all with stuff-alpha 0; pixels of no segment are untouched. */
 GST_START_TEST (test_overlay_panoptic_masks)
 {
   g_autoptr (GstBuffer) input = make_frame ("RGBA", GREY, 0);
-  g_autoptr (GstBuffer) out = NULL;
-  GstMapInfo map;
+  g_autoptr (GstBuffer) out = NULL, opaque = NULL, no_stuff = NULL, no_outline = NULL;
+  GstMapInfo map, opaque_map, no_stuff_map, no_outline_map;
 
   add_segmentation (input, TRUE);
-  out = overlay ("RGBA", input, "alpha", 1.0, "draw-labels", FALSE, NULL);
+  out = overlay ("RGBA", input, "alpha", 0.5, "stuff-alpha", 0.25, "draw-labels", FALSE, NULL);
+  opaque = overlay ("RGBA", input, "alpha", 1.0, "stuff-alpha", 1.0, "draw-labels", FALSE, NULL);
+  no_stuff = overlay ("RGBA", input, "alpha", 0.5, "stuff-alpha", 0.0, "draw-labels", FALSE, NULL);
+  no_outline = overlay ("RGBA", input, "alpha", 0.5, "outline", FALSE, "draw-labels", FALSE, NULL);
   fail_unless (gst_buffer_map (out, &map, GST_MAP_READ));
-  /* Segments 1 and 2 share label 0 but are told apart; segment 0 is "none". */
-  fail_unless (memcmp (rgba_at (&map, 0, 0), rgba_at (&map, 0, 47), 3) != 0);
-  fail_unless (memcmp (rgba_at (&map, 0, 0), rgba_at (&map, 31, 23), 3) == 0);
-  fail_unless (memcmp (rgba_at (&map, 0, 0), rgba_at (&map, 63, 0), 3) != 0);
-  fail_unless (rgba_is_grey (rgba_at (&map, 63, 47)));
-  fail_unless (rgba_is_grey (rgba_at (&map, 32, 24)));
-  fail_unless (!rgba_is_grey (rgba_at (&map, 31, 24)));
+  fail_unless (gst_buffer_map (opaque, &opaque_map, GST_MAP_READ));
+  fail_unless (gst_buffer_map (no_stuff, &no_stuff_map, GST_MAP_READ));
+  fail_unless (gst_buffer_map (no_outline, &no_outline_map, GST_MAP_READ));
+  {
+    const guint8 *sky = rgba_at (&opaque_map, 0, 0), *car = rgba_at (&opaque_map, 40, 10);
+    guint edges = 0;
+    fail_unless (memcmp (sky, car, 3) != 0, "the sky and the car must differ in colour");
+    fail_unless (memcmp (sky, rgba_at (&opaque_map, 0, 47), 3) == 0, "one colour per label");
+    for (gint y = 0; y < HEIGHT; y++)
+      for (gint x = 0; x < WIDTH; x++)
+        {
+          const guint segment = mask_segment (x * MASK_WIDTH / WIDTH, y * MASK_HEIGHT / HEIGHT);
+          const guint8 *p = rgba_at (&map, x, y), *flat = rgba_at (&no_outline_map, x, y);
+          const guint8 *plain = rgba_at (&no_stuff_map, x, y);
+          fail_unless_equals_int (p[3], GREY);
+          if (segment == 0)
+            {
+              fail_unless (rgba_is_grey (p) && rgba_is_grey (plain), "(%d,%d) changed", x, y);
+              continue;
+            }
+          if (segment != 3)
+            {
+              fail_unless (rgba_is_grey (plain), "stuff-alpha 0 tinted (%d,%d)", x, y);
+              for (guint c = 0; c < 3; c++)
+                fail_unless_equals_int (p[c], (GREY * 192 + sky[c] * 64 + 128) >> 8);
+              continue;
+            }
+          for (guint c = 0; c < 3; c++)
+            fail_unless_equals_int (flat[c], (GREY * 128 + car[c] * 128 + 128) >> 8);
+          if (x == 32 || y == 23)
+            {
+              fail_unless (memcmp (p, car, 3) == 0, "outline (%d,%d) not opaque", x, y);
+              edges++;
+            }
+          else
+            fail_unless (memcmp (p, flat, 3) == 0, "(%d,%d) inside the car", x, y);
+        }
+    fail_unless_equals_int (edges, 32 + 24 - 1);
+  }
   gst_buffer_unmap (out, &map);
+  gst_buffer_unmap (opaque, &opaque_map);
+  gst_buffer_unmap (no_stuff, &no_stuff_map);
+  gst_buffer_unmap (no_outline, &no_outline_map);
+}
+GST_END_TEST;
+
+/* The car's ROI as umgclipseg attaches it: tagged, and naming its segment (3). */
+static void
+add_car_roi (GstBuffer *buffer)
+{
+  GstVideoRegionOfInterestMeta *roi = add_roi (buffer, "car", 0, 32, 0, 32, 24);
+  tag_roi (roi);
+  gst_video_region_of_interest_meta_add_param (
+      roi, gst_structure_new ("umgclip-segment", "id", G_TYPE_UINT, 3, NULL));
+}
+
+static guint
+count_white (const GstMapInfo *map)
+{
+  guint white = 0;
+  for (gint y = 0; y < HEIGHT; y++)
+    for (gint x = 0; x < WIDTH; x++)
+      white += rgba_at (map, x, y)[0] == 255 && rgba_at (map, x, y)[1] == 255;
+  return white;
+}
+
+/* A thing is drawn once: its ROI, which names its segment, gets a caption but no box while the
+ * mask is drawn, and a box when it is not. */
+GST_START_TEST (test_overlay_thing_drawn_once)
+{
+  g_autoptr (GstBuffer) input = make_frame ("RGBA", GREY, 0);
+  g_autoptr (GstBuffer) masks = NULL, boxes = NULL;
+  GstMapInfo masks_map, boxes_map;
+
+  add_segmentation (input, TRUE);
+  add_car_roi (input);
+  masks = overlay ("RGBA", input, "alpha", 0.0, "stuff-alpha", 0.0, "outline", FALSE, NULL);
+  boxes = overlay ("RGBA", input, "draw-masks", FALSE, NULL);
+  fail_unless (gst_buffer_map (masks, &masks_map, GST_MAP_READ));
+  fail_unless (gst_buffer_map (boxes, &boxes_map, GST_MAP_READ));
+  /* the box's bottom edge (rows 22-23), below the caption, which sits inside the box's top */
+  for (gint x = 32; x < 64; x++)
+    {
+      fail_unless (rgba_is_grey (rgba_at (&masks_map, x, 22)), "a box at (%d,22)", x);
+      fail_unless (!rgba_is_grey (rgba_at (&boxes_map, x, 22)), "no box at (%d,22)", x);
+    }
+  fail_unless (count_white (&masks_map) > 40, "the caption is missing");
+  gst_buffer_unmap (masks, &masks_map);
+  gst_buffer_unmap (boxes, &boxes_map);
+}
+GST_END_TEST;
+
+/* min-area in frame pixels: a mask pixel is 64 frame pixels, so each 12-pixel segment covers
+ * 768. At 769 the car's mask, box and caption are all left out, and so is the sky; at 768 they
+ * are drawn. A bare ROI smaller than min-area is left out too. */
+GST_START_TEST (test_overlay_min_area)
+{
+  g_autoptr (GstBuffer) input = make_frame ("RGBA", GREY, 0);
+  g_autoptr (GstBuffer) small_input = make_frame ("RGBA", GREY, 0);
+  g_autoptr (GstBuffer) kept = NULL, dropped = NULL, small_kept = NULL, small_dropped = NULL;
+  GstMapInfo kept_map, dropped_map, map;
+
+  add_segmentation (input, TRUE);
+  add_car_roi (input);
+  kept = overlay ("RGBA", input, "min-area", 768, NULL);
+  dropped = overlay ("RGBA", input, "min-area", 769, NULL);
+  fail_unless (gst_buffer_map (kept, &kept_map, GST_MAP_READ));
+  fail_unless (gst_buffer_map (dropped, &dropped_map, GST_MAP_READ));
+  fail_unless (!rgba_is_grey (rgba_at (&kept_map, 40, 20)));
+  fail_unless (!rgba_is_grey (rgba_at (&kept_map, 5, 5)));
+  fail_unless (count_white (&kept_map) > 40);
+  for (gint y = 0; y < HEIGHT; y++)
+    for (gint x = 0; x < WIDTH; x++)
+      fail_unless (rgba_is_grey (rgba_at (&dropped_map, x, y)), "(%d,%d) drawn", x, y);
+  gst_buffer_unmap (kept, &kept_map);
+  gst_buffer_unmap (dropped, &dropped_map);
+
+  tag_roi (add_roi (small_input, "object", 0, 10, 20, 8, 8));
+  small_kept = overlay ("RGBA", small_input, "min-area", 64, NULL);
+  small_dropped = overlay ("RGBA", small_input, "min-area", 65, NULL);
+  fail_unless (gst_buffer_map (small_kept, &map, GST_MAP_READ));
+  fail_unless (!rgba_is_grey (rgba_at (&map, 10, 27)), "the 8x8 box is missing at 64");
+  gst_buffer_unmap (small_kept, &map);
+  fail_unless (gst_buffer_map (small_dropped, &map, GST_MAP_READ));
+  for (gint y = 0; y < HEIGHT; y++)
+    for (gint x = 0; x < WIDTH; x++)
+      fail_unless (rgba_is_grey (rgba_at (&map, x, y)), "(%d,%d) drawn at 65", x, y);
+  gst_buffer_unmap (small_dropped, &map);
+}
+GST_END_TEST;
+
+/* Three regions with one box: three captions, none over another. Overlapping bands would blend
+ * black twice (darker than one band) and cover glyphs (fewer white pixels than three times
+ * one caption's). */
+GST_START_TEST (test_overlay_captions_do_not_overlap)
+{
+  g_autoptr (GstBuffer) one_input = make_frame ("RGBA", GREY, 0);
+  g_autoptr (GstBuffer) input = make_frame ("RGBA", GREY, 0);
+  g_autoptr (GstBuffer) one = NULL, three = NULL;
+  const guint8 band_grey = (GREY * 96 + 128) >> 8;
+  GstMapInfo one_map, map;
+  guint white_one, white_three, banded = 0;
+
+  tag_roi (add_roi (one_input, "object", 0, 10, 20, 30, 20));
+  for (gint i = 0; i < 3; i++)
+    tag_roi (add_roi (input, "object", i, 10, 20, 30, 20));
+  one = overlay ("RGBA", one_input, "draw-boxes", FALSE, NULL);
+  three = overlay ("RGBA", input, "draw-boxes", FALSE, NULL);
+  fail_unless (gst_buffer_map (one, &one_map, GST_MAP_READ));
+  fail_unless (gst_buffer_map (three, &map, GST_MAP_READ));
+  white_one = count_white (&one_map);
+  white_three = count_white (&map);
+  fail_unless (white_one > 40);
+  fail_unless_equals_int (white_three, 3 * white_one);
+  for (gint y = 0; y < HEIGHT; y++)
+    for (gint x = 0; x < WIDTH; x++)
+      {
+        const guint8 *p = rgba_at (&map, x, y);
+        fail_unless (p[0] == GREY || p[0] == band_grey || p[0] == 255, "(%d,%d) is %u", x, y, p[0]);
+        banded += p[0] != GREY;
+      }
+  fail_unless_equals_int (banded, 3 * 49 * 9);
+  gst_buffer_unmap (one, &one_map);
+  gst_buffer_unmap (three, &map);
 }
 GST_END_TEST;
 
@@ -740,12 +903,22 @@ GST_END_TEST;
 GST_START_TEST (test_overlay_properties)
 {
   GstElement *element = gst_element_factory_make ("umgclipoverlay", NULL);
-  gdouble alpha;
-  gboolean masks, boxes, labels;
+  gdouble alpha, stuff_alpha;
+  gboolean masks, boxes, labels, outline;
+  guint min_area;
   g_object_get (element, "alpha", &alpha, "draw-masks", &masks, "draw-boxes", &boxes, "draw-labels",
-                &labels, NULL);
-  fail_unless_equals_float (alpha, 0.5);
-  fail_unless (masks && boxes && labels);
+                &labels, "stuff-alpha", &stuff_alpha, "outline", &outline, "min-area", &min_area,
+                NULL);
+  fail_unless_equals_float (alpha, 0.3);
+  fail_unless_equals_float (stuff_alpha, 0.12);
+  fail_unless_equals_int (min_area, 64);
+  fail_unless (masks && boxes && labels && outline);
+  g_object_set (element, "stuff-alpha", 0.0, "outline", FALSE, "min-area", 0, NULL);
+  g_object_get (element, "stuff-alpha", &stuff_alpha, "outline", &outline, "min-area", &min_area,
+                NULL);
+  fail_unless_equals_float (stuff_alpha, 0.0);
+  fail_unless (!outline);
+  fail_unless_equals_int (min_area, 0);
   g_object_set (element, "alpha", 0.25, "draw-masks", FALSE, "draw-boxes", FALSE, "draw-labels",
                 FALSE, NULL);
   g_object_get (element, "alpha", &alpha, "draw-masks", &masks, "draw-boxes", &boxes, "draw-labels",
@@ -771,6 +944,9 @@ umgclip_overlay_json_suite (void)
   tcase_add_test (tc, test_overlay_properties);
   tcase_add_test (tc, test_overlay_semantic_masks);
   tcase_add_test (tc, test_overlay_panoptic_masks);
+  tcase_add_test (tc, test_overlay_thing_drawn_once);
+  tcase_add_test (tc, test_overlay_min_area);
+  tcase_add_test (tc, test_overlay_captions_do_not_overlap);
   tcase_add_test (tc, test_overlay_boxes);
   tcase_add_test (tc, test_overlay_caption_pixels);
   tcase_add_test (tc, test_overlay_tag_caption);

@@ -55,10 +55,34 @@ print(json.load(open(sys.argv[1]))["scenes"][0]["caption"])' "$out/scenes/annota
   gst-launch-1.0 -q multifilesrc location="$out/scenes/heldout-%06d.png" index=0 stop-index=11 \
     caps=image/png,framerate=2/1 ! pngdec ! videoscale method=nearest-neighbour \
     ! video/x-raw,width=256,height=256 ! videoconvert ! video/x-raw,format=I420 ! matroskamux ! filesink location="$out/clip.mkv"
-  LABELS="$things,$stuff" STUFF_LABELS="$stuff" THRESHOLD=0.3 \
+  mkdir -p "$out/frames"
+  LABELS="$things,$stuff" STUFF_LABELS="$stuff" THRESHOLD=0.3 FRAMES="$out/frames/%02d.png" \
     sh "$top/pipelines/annotate_file.sh" "$out/clip.mkv" "$out/annotated.mkv" \
     "$out/annotated.jsonl" > /dev/null
   echo "annotated video: $out/annotated.mkv"
+  /usr/bin/python3 - "$out/frames" "$out/scenes/annotations.json" "$out/contact-sheet.png" <<'PY'
+import json, os, sys
+from PIL import Image, ImageDraw
+frames = sorted(os.listdir(sys.argv[1]))
+captions = [s["caption"] for s in json.load(open(sys.argv[2]))["scenes"]]
+tiles = [Image.open(os.path.join(sys.argv[1], f)).convert("RGB") for f in frames]
+w, h, columns = tiles[0].width, tiles[0].height, 4
+rows = (len(tiles) + columns - 1) // columns
+sheet = Image.new("RGB", (columns * w, rows * (h + 28)), "white")
+draw = ImageDraw.Draw(sheet)
+for i, (tile, caption) in enumerate(zip(tiles, captions)):
+    x, y = i % columns * w, i // columns * (h + 28)
+    sheet.paste(tile, (x, y))
+    # the truth under each frame, in two lines at most
+    words, lines = caption.replace("a photo of ", "").split(), [""]
+    for word in words:
+        if len(lines[-1]) + len(word) > w // 6 - 1:
+            lines.append("")
+        lines[-1] += (" " if lines[-1] else "") + word
+    draw.text((x + 2, y + h + 1), "\n".join(lines[:2]), fill="black")
+sheet.save(sys.argv[3])
+print("contact sheet (%d annotated frames, the truth under each): %s" % (len(tiles), sys.argv[3]))
+PY
   echo "JSON ($(wc -l < "$out/annotated.jsonl") frames): $out/annotated.jsonl; the first frame:"
   head -n 1 "$out/annotated.jsonl" | cut -c 1-700
   echo
@@ -66,10 +90,19 @@ print(json.load(open(sys.argv[1]))["scenes"][0]["caption"])' "$out/scenes/annota
   /usr/bin/python3 - "$out/annotated.jsonl" "$out/scenes/annotations.json" <<'PY'
 import json, sys
 frames = [json.loads(line) for line in open(sys.argv[1])]
-scenes = json.load(open(sys.argv[2]))["scenes"]
-for frame, scene in zip(frames, scenes):
-    found = sorted({o["detection"]["label"] for o in frame.get("objects", [])})
-    print("%-50s found: %s" % (scene["caption"], ", ".join(found) or "nothing"))
+data = json.load(open(sys.argv[2]))
+stuff = set(data["stuff_names"])
+right = false = missed = 0
+for frame, scene in zip(frames, data["scenes"]):
+    truth = {t["tag"] for t in scene["things"]}
+    found = sorted({o["detection"]["label"] for o in frame.get("objects", [])} - stuff)
+    right += len(truth & set(found))
+    false += len(set(found) - truth)
+    missed += len(truth - set(found))
+    print("%-50s found: %s" % (scene["caption"], ", ".join(
+        t + ("" if t in truth else " (false)") for t in found) or "nothing"))
+print("things: %d found right, %d missed, %d false (a colour or shape the scene lacks)"
+      % (right, missed, false))
 PY
 }
 
