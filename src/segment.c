@@ -205,8 +205,7 @@ find_root (guint32 *parent, guint32 id)
 /* Each thing segment's mean dense feature (cells L2-normalised, nearest cell per pixel, as the
  * cells cover the mask) less the frame's mean cell, normalised: n_builders × dim, zero rows for
  * stuff. Taking the frame's mean away leaves what sets a segment apart from the rest of the
- * frame: the cells of a CLIP model share a large common part, which would make any two
- * segments look alike. */
+ * frame, whatever part all of its cells share. */
 static gfloat *
 thing_features (const UmgClipSegmentation *out, const guint32 *segment_of, const GArray *builders,
                 const gfloat *dense, gint grid_w, gint grid_h, gint dim)
@@ -218,18 +217,12 @@ thing_features (const UmgClipSegmentation *out, const guint32 *segment_of, const
   g_autofree gdouble *frame_mean = g_new0 (gdouble, dim);
   gfloat *features = g_new0 (gfloat, (gsize) builders->len * dim);
 
+  memcpy (cells, dense, sizeof (gfloat) * n_cells * dim);
   for (gsize c = 0; c < n_cells; c++)
     {
-      const gfloat *cell = dense + c * dim;
-      gdouble norm = 0;
+      umgclip_l2_normalize (cells + c * dim, dim);
       for (gint i = 0; i < dim; i++)
-        norm += (gdouble) cell[i] * cell[i];
-      norm = norm > 0 ? 1.0 / sqrt (norm) : 0.0;
-      for (gint i = 0; i < dim; i++)
-        {
-          cells[c * dim + i] = (gfloat) (cell[i] * norm);
-          frame_mean[i] += cells[c * dim + i] / (gdouble) n_cells;
-        }
+        frame_mean[i] += cells[c * dim + i] / (gdouble) n_cells;
     }
   for (gint y = 0; y < height; y++)
     {
@@ -362,6 +355,7 @@ label_joined (UmgClipSegmentation *out, const gboolean *joined, const gfloat *de
   g_autofree guint *ids = g_new (guint, MAX (out->n_segments, 1));
   g_autofree guint8 *map = NULL;
   g_autofree gfloat *pooled = NULL;
+  g_autofree gfloat *cosines = NULL;
   g_autofree guint *new_label = g_new0 (guint, out->n_segments + 1);
   guint n = 0;
 
@@ -380,23 +374,18 @@ label_joined (UmgClipSegmentation *out, const gboolean *joined, const gfloat *de
   pooled = g_new (gfloat, (gsize) n * dim);
   umgclip_mask_pool (dense, grid_w, grid_h, dim, map, TRUE, out->width, out->height, ids, n,
                      pooled);
+  cosines = g_new (gfloat, n_labels);
   for (guint r = 0; r < n; r++)
     {
-      gdouble best_dot = -G_MAXDOUBLE;
       UmgClipSegment *segment = &out->segments[ids[r] - 1];
+      gfloat best = -G_MAXFLOAT;
+      umg_label_logits (pooled + (gsize) r * dim, dim, label_embeddings, n_labels, 1.0f, cosines);
       for (guint l = 0; l < n_labels; l++)
-        {
-          gdouble dot = 0;
-          if (!is_thing[l])
-            continue;
-          for (gint i = 0; i < dim; i++)
-            dot += (gdouble) pooled[(gsize) r * dim + i] * label_embeddings[(gsize) l * dim + i];
-          if (dot > best_dot)
-            {
-              best_dot = dot;
-              segment->label_id = l;
-            }
-        }
+        if (is_thing[l] && cosines[l] > best)
+          {
+            best = cosines[l];
+            segment->label_id = l;
+          }
       new_label[ids[r]] = segment->label_id + 1;
     }
   for (gsize pixel = 0; pixel < n_pixels; pixel++)
