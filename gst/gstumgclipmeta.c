@@ -536,3 +536,17 @@ gst_umgclip_alerts_meta_add (GstCustomMeta *meta, const gchar *query, gdouble sc
   gst_value_array_append_and_take_value (&appended, &alert);
   gst_structure_take_value (structure, "alerts", &appended);
 }
+
+void
+gst_umgclip_roi_set_segment (GstVideoRegionOfInterestMeta *roi, guint segment_id)
+{
+  gst_umgclip_roi_replace_param (
+      roi, gst_structure_new ("umgclip-segment", "id", G_TYPE_UINT, segment_id, NULL));
+}
+
+gboolean
+gst_umgclip_roi_get_segment (GstVideoRegionOfInterestMeta *roi, guint *segment_id)
+{
+  GstStructure *params = gst_video_region_of_interest_meta_get_param (roi, "umgclip-segment");
+  return params != NULL && gst_structure_get_uint (params, "id", segment_id);
+}

@@ -338,28 +338,40 @@ typedef struct
   PaintColour colour; /* its label's */
 } SegmentPaint;
 
-/* The paint of every id of the map: ids index the table (instance ids in panoptic mode, label
- * ids in semantic mode). Ids of the map that the segment table lacks are painted as things in
- * the colour of their id, as before the table existed. */
+/* Whether a segment covers fewer than min_area frame pixels (its area counts mask pixels). */
+static gboolean
+segment_too_small (const GstUmgClipSegment *segment, gdouble frame_per_mask, guint min_area)
+{
+  return segment->area * frame_per_mask < min_area;
+}
+
+/* The paint of the ids of the map, *n_paints of them. Panoptic with a segment table: the table
+ * fills them, sized by its largest id; ids it lacks are not drawn. Otherwise (semantic, or no
+ * table) one entry per possible id, filled on first use as a thing in the colour of its id. */
 static SegmentPaint *
 segment_paints (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, gboolean panoptic,
-                guint n_ids, guint min_area)
+                guint n_ids, gdouble frame_per_mask, guint min_area, guint *n_paints)
 {
-  SegmentPaint *paints = g_new0 (SegmentPaint, n_ids);
-  /* min-area is in frame pixels, segment areas in mask pixels */
-  const gdouble frame_per_mask
-      = (gdouble) canvas->width * canvas->height / ((gdouble) meta->mask_width * meta->mask_height);
+  SegmentPaint *paints;
+  guint largest = 0;
 
   if (!panoptic || meta->segments == NULL)
-    return paints;
-  for (guint id = 0; id < n_ids; id++)
+    {
+      *n_paints = n_ids;
+      return g_new0 (SegmentPaint, n_ids);
+    }
+  for (guint i = 0; i < meta->segments->len; i++)
+    largest = MAX (largest, g_array_index (meta->segments, GstUmgClipSegment, i).id);
+  *n_paints = MIN (largest + 1, n_ids);
+  paints = g_new0 (SegmentPaint, *n_paints);
+  for (guint id = 0; id < *n_paints; id++)
     paints[id].ready = TRUE;
   for (guint i = 0; i < meta->segments->len; i++)
     {
       const GstUmgClipSegment *segment = &g_array_index (meta->segments, GstUmgClipSegment, i);
-      if (segment->id >= n_ids)
+      if (segment->id >= *n_paints)
         continue;
-      paints[segment->id].drawn = segment->area * frame_per_mask >= min_area;
+      paints[segment->id].drawn = !segment_too_small (segment, frame_per_mask, min_area);
       paints[segment->id].is_thing = segment->is_thing;
       paints[segment->id].colour = id_colour (canvas, segment->label_id);
     }
@@ -371,7 +383,8 @@ segment_paints (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, gb
  * stuff is tinted with stuff_alpha. In semantic mode every label is filled with alpha. */
 static void
 paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta, guint alpha,
-                    guint stuff_alpha, gboolean outline, gint thickness, guint min_area)
+                    guint stuff_alpha, gboolean outline, gint thickness, gdouble frame_per_mask,
+                    guint min_area)
 {
   const gboolean panoptic = meta->instance_map != NULL;
   GstBuffer *map_buffer = panoptic ? meta->instance_map : meta->class_map;
@@ -385,6 +398,7 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
   g_autofree guint *mask_column = NULL;
   g_autofree guint *mask_row = NULL;
   g_autofree SegmentPaint *paints = NULL;
+  guint n_paints;
   GstMapInfo map;
 
   if (map_buffer == NULL || meta->mask_width == 0 || meta->mask_height == 0)
@@ -399,7 +413,7 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
       return;
     }
 
-  paints = segment_paints (canvas, meta, panoptic, n_ids, min_area);
+  paints = segment_paints (canvas, meta, panoptic, n_ids, frame_per_mask, min_area, &n_paints);
   /* The maps cover the whole frame whatever its current size, as in umgclipmeta.h. */
   mask_column = g_new (guint, canvas->width);
   mask_row = g_new (guint, canvas->height);
@@ -417,10 +431,11 @@ paint_segmentation (const Canvas *canvas, const GstUmgClipSegmentationMeta *meta
     for (gint x = 0; x < canvas->width; x++)
       {
         const guint id = MAP_ID (x, y);
-        SegmentPaint *paint = &paints[id];
+        SegmentPaint *paint;
         gboolean edge = FALSE;
-        if (id == none)
+        if (id == none || id >= n_paints)
           continue;
+        paint = &paints[id];
         if (!paint->ready)
           *paint = (SegmentPaint){ TRUE, TRUE, TRUE, id_colour (canvas, id) };
         if (!paint->drawn)
@@ -473,10 +488,8 @@ roi_caption (GstVideoRegionOfInterestMeta *roi, guint *colour_id)
 static const GstUmgClipSegment *
 roi_segment (GstVideoRegionOfInterestMeta *roi, const GstUmgClipSegmentationMeta *meta)
 {
-  GstStructure *params = gst_video_region_of_interest_meta_get_param (roi, "umgclip-segment");
   guint id;
-  if (params == NULL || meta == NULL || meta->segments == NULL
-      || !gst_structure_get_uint (params, "id", &id))
+  if (meta == NULL || meta->segments == NULL || !gst_umgclip_roi_get_segment (roi, &id))
     return NULL;
   for (guint i = 0; i < meta->segments->len; i++)
     if (g_array_index (meta->segments, GstUmgClipSegment, i).id == id)
@@ -508,56 +521,49 @@ rects_overlap (const Rect *a, const Rect *b)
   return a->x0 < b->x1 && b->x0 < a->x1 && a->y0 < b->y1 && b->y0 < a->y1;
 }
 
-/* Where a band of band_w × band_h goes for the box (x, y, w, h): above it, just inside its top,
- * just below it, just inside its bottom, then down its left edge and down its right edge, each
- * kept inside the frame; the first place that overlaps no band already placed. FALSE when every
- * place does: the caption is left out rather than drawn over another. */
+/* Whether the band with its top-left corner at (left, top), moved inside the frame, overlaps
+ * no band already placed; if so it is written to out. */
+static gboolean
+band_is_free (const Canvas *canvas, const GArray *placed, gint left, gint top, gint band_w,
+              gint band_h, Rect *out)
+{
+  Rect r;
+  r.x0 = CLAMP (left, 0, MAX (0, canvas->width - band_w));
+  r.y0 = CLAMP (top, 0, MAX (0, canvas->height - band_h));
+  r.x1 = r.x0 + band_w;
+  r.y1 = r.y0 + band_h;
+  for (guint j = 0; j < placed->len; j++)
+    if (rects_overlap (&r, &g_array_index (placed, Rect, j)))
+      return FALSE;
+  *out = r;
+  return TRUE;
+}
+
+/* Where a band of band_w × band_h goes for the box (x, y, w, h): at its left edge above it,
+ * just inside its top, just below it, just inside its bottom; then down its left edge, down its
+ * right edge, and the four first places at its right edge; the first that overlaps no band
+ * already placed. FALSE when every place does: the caption is left out rather than drawn over
+ * another. */
 static gboolean
 place_band (const Canvas *canvas, const Caption *caption, gint band_w, gint band_h,
             const GArray *placed, Rect *out)
 {
   const gint x = caption->x, y = caption->y, w = caption->w, h = caption->h;
   const gint step = MAX (1, band_h / 2);
-  GArray *candidates = g_array_new (FALSE, FALSE, sizeof (Rect));
-  gboolean found = FALSE;
   const gint tops[] = { y - band_h, y, y + h, y + h - band_h };
+  const gint lefts[] = { x, x + w - band_w };
 
-  for (guint side = 0; side < 2; side++)
-    {
-      const gint left = side == 0 ? x : x + w - band_w;
-      if (side == 0)
-        for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
-          {
-            Rect r = { left, tops[i], 0, 0 };
-            g_array_append_val (candidates, r);
-          }
-      for (gint top = y + step; top < y + h - band_h; top += step)
-        {
-          Rect r = { left, top, 0, 0 };
-          g_array_append_val (candidates, r);
-        }
-      if (side == 1)
-        for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
-          {
-            Rect r = { left, tops[i], 0, 0 };
-            g_array_append_val (candidates, r);
-          }
-    }
-  for (guint i = 0; i < candidates->len && !found; i++)
-    {
-      Rect r = g_array_index (candidates, Rect, i);
-      r.x0 = CLAMP (r.x0, 0, MAX (0, canvas->width - band_w));
-      r.y0 = CLAMP (r.y0, 0, MAX (0, canvas->height - band_h));
-      r.x1 = r.x0 + band_w;
-      r.y1 = r.y0 + band_h;
-      found = TRUE;
-      for (guint j = 0; j < placed->len && found; j++)
-        found = !rects_overlap (&r, &g_array_index (placed, Rect, j));
-      if (found)
-        *out = r;
-    }
-  g_array_unref (candidates);
-  return found;
+  for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
+    if (band_is_free (canvas, placed, lefts[0], tops[i], band_w, band_h, out))
+      return TRUE;
+  for (guint side = 0; side < G_N_ELEMENTS (lefts); side++)
+    for (gint top = y + step; top < y + h - band_h; top += step)
+      if (band_is_free (canvas, placed, lefts[side], top, band_w, band_h, out))
+        return TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (tops); i++)
+    if (band_is_free (canvas, placed, lefts[1], tops[i], band_w, band_h, out))
+      return TRUE;
+  return FALSE;
 }
 
 static gint
@@ -637,7 +643,8 @@ gst_umgclip_overlay_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *f
                      / ((gdouble) segmentation->mask_width * segmentation->mask_height);
 
   if (draw_masks && segmentation != NULL)
-    paint_segmentation (&canvas, segmentation, alpha, stuff_alpha, outline, thickness, min_area);
+    paint_segmentation (&canvas, segmentation, alpha, stuff_alpha, outline, thickness,
+                        frame_per_mask, min_area);
 
   /* A region drawn as its mask gets no box: each thing is drawn once. Regions smaller than
    * min-area (or whose segment is) are not drawn at all. */
@@ -651,7 +658,7 @@ gst_umgclip_overlay_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *f
       Caption caption = { (gint) roi->x, (gint) roi->y, (gint) roi->w, (gint) roi->h, NULL };
       any_roi = TRUE;
       if ((guint64) roi->w * roi->h < min_area
-          || (segment != NULL && segment->area * frame_per_mask < min_area))
+          || (segment != NULL && segment_too_small (segment, frame_per_mask, min_area)))
         continue;
       caption.text = roi_caption (roi, &colour_id);
       if (draw_boxes && !(segment != NULL && draw_masks))
@@ -677,7 +684,8 @@ gst_umgclip_overlay_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *f
           const GstUmgClipSegment *segment
               = &g_array_index (segmentation->segments, GstUmgClipSegment, i);
           Caption caption;
-          if (segment->label_id >= n_labels || segment->area * frame_per_mask < min_area)
+          if (segment->label_id >= n_labels
+              || segment_too_small (segment, frame_per_mask, min_area))
             continue;
           caption = (Caption){
             (gint) ((gint64) segment->x * canvas.width / segmentation->frame_width),

@@ -164,8 +164,7 @@ add_thing_roi (GstBuffer *result, const GstUmgClipSegment *segment, const GstUmg
                          "confidence", G_TYPE_DOUBLE, score, "label", G_TYPE_STRING, label,
                          "label_id", G_TYPE_INT, (gint) segment->label_id, NULL));
   /* which segment of the instance map it is: umgclipoverlay draws the mask instead of a box */
-  gst_video_region_of_interest_meta_add_param (
-      roi, gst_structure_new ("umgclip-segment", "id", G_TYPE_UINT, segment->id, NULL));
+  gst_umgclip_roi_set_segment (roi, segment->id);
 }
 
 static gboolean

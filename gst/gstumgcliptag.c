@@ -538,9 +538,7 @@ gst_umgclip_tag_infer (GstUmgClipFilter *filter, UmgClipContext *context,
               gst_video_region_of_interest_meta_add_param (
                   roi, detection_structure (region, frame_width, frame_height));
               /* as umgclipseg's ROIs: umgclipoverlay draws the mask instead of a box */
-              gst_video_region_of_interest_meta_add_param (
-                  roi, gst_structure_new ("umgclip-segment", "id", G_TYPE_UINT, region->segment->id,
-                                          NULL));
+              gst_umgclip_roi_set_segment (roi, region->segment->id);
             }
           gst_umgclip_roi_replace_param (roi, params);
         }

@@ -137,6 +137,12 @@ void gst_umgclip_roi_set_tags (GstVideoRegionOfInterestMeta *roi, const gchar *m
                                const gchar *const *labels, const guint *label_ids,
                                const gdouble *scores, guint n, GstClockTime source_pts);
 
+/* The "umgclip-segment" param of a region that stands for a segment of the frame's
+ * segmentation meta (umgclipseg's thing ROIs, umgcliptag's segment ROIs): id (guint), the
+ * segment's id. get returns FALSE when roi has none. */
+void gst_umgclip_roi_set_segment (GstVideoRegionOfInterestMeta *roi, guint segment_id);
+gboolean gst_umgclip_roi_get_segment (GstVideoRegionOfInterestMeta *roi, guint *segment_id);
+
 /* The alerts active on a frame (umgclipalert), a GstCustomMeta named "UmgClipAlerts": its
  * structure holds stream (string) and alerts, a GstValueArray of "alert" structures with query
  * (string), score (double: the cosine of the frame with the query), since (guint64: the pts
