@@ -96,6 +96,23 @@ parse_int (const gchar *option, const gchar *text, gint minimum, gint *out, GErr
   return TRUE;
 }
 
+/* A number from min to max as the value of option, or an error that says so. */
+static gboolean
+parse_number_in (const gchar *option, const gchar *text, gdouble min, gdouble max, gdouble *out,
+                 GError **error)
+{
+  gchar *end = NULL;
+  const gdouble value = text != NULL ? g_ascii_strtod (text, &end) : 0;
+  if (text == NULL || end == text || *end != '\0' || !(value >= min && value <= max))
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "%s needs a number from %g to %g",
+                   option, min, max);
+      return FALSE;
+    }
+  *out = value;
+  return TRUE;
+}
+
 static gboolean
 parse_args (gint argc, gchar **argv, Args *args, GError **error)
 {
@@ -126,31 +143,13 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
           args->regions = TRUE;
           continue;
         }
-      if (g_strcmp0 (arg, "--threshold") == 0)
+      if (g_strcmp0 (arg, "--threshold") == 0 || g_strcmp0 (arg, "--thing-affinity") == 0)
         {
-          gchar *end = NULL;
-          if (i + 1 >= argc || (args->threshold = g_ascii_strtod (argv[i + 1], &end)) < 0
-              || args->threshold > 1 || end == argv[i + 1] || *end != '\0')
-            {
-              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                           "--threshold needs a number from 0 to 1");
-              return FALSE;
-            }
-          i++;
-          continue;
-        }
-      if (g_strcmp0 (arg, "--thing-affinity") == 0)
-        {
-          gchar *end = NULL;
-          if (i + 1 >= argc
-              || !((args->thing_affinity = g_ascii_strtod (argv[i + 1], &end)) >= -1
-                   && args->thing_affinity <= 2)
-              || end == argv[i + 1] || *end != '\0')
-            {
-              g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
-                           "--thing-affinity needs a number from -1 to 2");
-              return FALSE;
-            }
+          const gboolean threshold = g_strcmp0 (arg, "--threshold") == 0;
+          if (!parse_number_in (arg, i + 1 < argc ? argv[i + 1] : NULL, threshold ? 0 : -1,
+                                threshold ? 1 : 2,
+                                threshold ? &args->threshold : &args->thing_affinity, error))
+            return FALSE;
           i++;
           continue;
         }
