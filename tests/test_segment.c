@@ -328,7 +328,8 @@ test_reference (gconstpointer data)
   const gint mask_w = params[1], mask_h = params[2];
   const gsize n_pixels = (gsize) mask_w * mask_h;
   g_autofree gchar *options_name = g_strdup_printf ("seg_%s_options.npy", name);
-  g_autofree gfloat *options = load_golden (options_name, 3);
+  /* panoptic, threshold, min_area, thing_affinity */
+  g_autofree gfloat *options = load_golden (options_name, 4);
   g_autofree gchar *class_name = g_strdup_printf ("seg_%s_class_map.npy", name);
   g_autofree gfloat *class_map = load_golden (class_name, n_pixels);
   g_autofree gchar *score_name = g_strdup_printf ("seg_%s_score_map.npy", name);
@@ -346,8 +347,8 @@ test_reference (gconstpointer data)
     is_thing[l] = thing_flags[l] != 0;
   g_auto (UmgClipSegmentation) seg = { 0 };
   g_assert_true (umgclip_segment (dense.data, grid_w, grid_h, dim, labels, n_labels, is_thing,
-                                  params[0], mask_w, mask_h, options[1], (guint) options[2], 2.0f,
-                                  options[0] != 0, &seg, &error));
+                                  params[0], mask_w, mask_h, options[1], (guint) options[2],
+                                  options[3], options[0] != 0, &seg, &error));
   g_assert_no_error (error);
 
   gdouble max_score_error = 0;
@@ -509,6 +510,7 @@ main (int argc, char **argv)
   g_test_add_func ("/segment/threshold", test_threshold);
   g_test_add_data_func ("/segment/reference-panoptic", "panoptic", test_reference);
   g_test_add_data_func ("/segment/reference-semantic", "semantic", test_reference);
+  g_test_add_data_func ("/segment/reference-joined", "joined", test_reference);
   g_test_add_func ("/segment/errors", test_errors);
   g_test_add_func ("/segment/too-many-segments", test_too_many_segments);
   g_test_add_func ("/segment/rank-labels", test_rank_labels);
