@@ -4,50 +4,12 @@
  * are counted as the backends make them. With "faults", UMGCLIP_FAIL_RUNS (set by meson) fails
  * exactly the runs it names.
  * usage: test_batch MODEL_DIR [faults] */
+#include "test_frame_util.h"
 #include "umgclip.h"
 
 #include <string.h>
 
 static const gchar *model_dir;
-
-typedef struct
-{
-  guint8 *data[3];
-  UmgClipFrame layout;
-} Frame;
-
-static void
-frame_fill (Frame *frame, UmgClipPixelFormat format, gint width, gint height, GRand *rand)
-{
-  static const gint bytes_per_pixel[] = { 3, 4, 4, 4, 4, 1, 1 };
-  gint chroma_width = (width + 1) / 2, chroma_rows = (height + 1) / 2;
-  gint n_planes = format == UMGCLIP_FORMAT_NV12 ? 2 : format == UMGCLIP_FORMAT_I420 ? 3 : 1;
-
-  memset (frame, 0, sizeof *frame);
-  frame->layout.format = format;
-  frame->layout.width = width;
-  frame->layout.height = height;
-  for (gint i = 0; i < n_planes; i++)
-    {
-      gint row = i == 0 ? width * bytes_per_pixel[format]
-                        : (format == UMGCLIP_FORMAT_NV12 ? 2 * chroma_width : chroma_width);
-      gint rows = i == 0 ? height : chroma_rows;
-      gsize size;
-      frame->layout.strides[i] = row + 3;
-      size = (gsize) (rows - 1) * frame->layout.strides[i] + row;
-      frame->data[i] = g_malloc (size);
-      for (gsize b = 0; b < size; b++)
-        frame->data[i][b] = g_rand_int_range (rand, 0, 256);
-      frame->layout.planes[i] = frame->data[i];
-    }
-}
-
-static void
-frame_clear (Frame *frame)
-{
-  for (gint i = 0; i < 3; i++)
-    g_free (frame->data[i]);
-}
 
 /* What one image asks for, and where the answers land. */
 typedef struct
@@ -132,7 +94,7 @@ check_batch (UmgClipContext *ctx, UmgClipPixelFormat format, guint n, gboolean d
 
   for (guint i = 0; i < n; i++)
     {
-      frame_fill (&frames[i], format, 53, 37, rand);
+      frame_fill (&frames[i], format, 53, 37, 3, rand);
       layouts[i] = frames[i].layout;
       answer_init (&batched[i], info, size, dense);
       answer_init (&single[i], info, size, dense);
@@ -191,7 +153,7 @@ check_crops (UmgClipContext *ctx, UmgClipPixelFormat format, const gchar *device
   guint plans_before, plans_after;
   Frame frame;
 
-  frame_fill (&frame, format, 64, 48, rand);
+  frame_fill (&frame, format, 64, 48, 3, rand);
   memset (requests, 0, sizeof requests);
   for (guint i = 0; i < n; i++)
     requests[i].embedding = batched + (gsize) i * info->embed_dim;
@@ -259,7 +221,7 @@ check_plan_cache (UmgClipContext *ctx, GRand *rand)
     {
       Frame frame;
       UmgClipImageRequest request = { .embedding = embedding };
-      frame_fill (&frame, UMGCLIP_FORMAT_RGBX, 20 + (gint) i, 16, rand);
+      frame_fill (&frame, UMGCLIP_FORMAT_RGBX, 20 + (gint) i, 16, 3, rand);
       g_assert_true (umgclip_encode_frame (ctx, &frame.layout, info->image_size, info->image_size,
                                            &request, &error));
       g_assert_no_error (error);
@@ -300,8 +262,8 @@ test_errors (void)
   Frame frames[2];
   UmgClipFrame layouts[2];
 
-  frame_fill (&frames[0], UMGCLIP_FORMAT_NV12, 32, 24, rand);
-  frame_fill (&frames[1], UMGCLIP_FORMAT_NV12, 34, 24, rand);
+  frame_fill (&frames[0], UMGCLIP_FORMAT_NV12, 32, 24, 3, rand);
+  frame_fill (&frames[1], UMGCLIP_FORMAT_NV12, 34, 24, 3, rand);
   layouts[0] = frames[0].layout;
   layouts[1] = frames[1].layout;
   g_assert_false (umgclip_encode_frames (ctx, layouts, 2, NULL, 2, info->image_size,
@@ -334,7 +296,7 @@ test_faults (void)
   Frame frame;
 
   g_assert_cmpstr (g_getenv ("UMGCLIP_FAIL_RUNS"), ==, "3,5-");
-  frame_fill (&frame, UMGCLIP_FORMAT_RGB, 16, 16, rand);
+  frame_fill (&frame, UMGCLIP_FORMAT_RGB, 16, 16, 3, rand);
   for (guint run = 1; run <= 7; run++)
     {
       g_autoptr (GError) error = NULL;

@@ -2,6 +2,7 @@
  * umgclip_frame_to_tensor + umgclip_encode_image (converted on the host), for every pixel
  * format on the CPU and Vulkan backends.
  * usage: test_encode_frame MODEL_DIR */
+#include "test_frame_util.h"
 #include "umgclip.h"
 
 #include <math.h>
@@ -20,53 +21,6 @@ relative_error (const gfloat *got, const gfloat *want, gsize n)
     }
   g_assert_cmpfloat (norm, >, 0);
   return sqrt (diff / norm);
-}
-
-typedef struct
-{
-  guint8 *data[3];
-  UmgClipFrame layout;
-} Frame;
-
-static void
-frame_fill (Frame *frame, UmgClipPixelFormat format, gint width, gint height, GRand *rand)
-{
-  static const gint bytes_per_pixel[] = { 3, 4, 4, 4, 4, 1, 1 };
-  gint chroma_width = (width + 1) / 2, chroma_rows = (height + 1) / 2;
-  gint n_planes = format == UMGCLIP_FORMAT_NV12 ? 2 : format == UMGCLIP_FORMAT_I420 ? 3 : 1;
-
-  memset (frame, 0, sizeof *frame);
-  frame->layout.format = format;
-  frame->layout.width = width;
-  frame->layout.height = height;
-  /* YUV frames alternate between BT.601 limited range and BT.709 full range */
-  if (format == UMGCLIP_FORMAT_I420)
-    {
-      frame->layout.kr = 0.2126f;
-      frame->layout.kb = 0.0722f;
-      frame->layout.full_range = TRUE;
-    }
-  for (gint i = 0; i < n_planes; i++)
-    {
-      gint row = i == 0 ? width * bytes_per_pixel[format]
-                        : (format == UMGCLIP_FORMAT_NV12 ? 2 * chroma_width : chroma_width);
-      gint rows = i == 0 ? height : chroma_rows;
-      gsize size;
-      frame->layout.strides[i] = row + 5;
-      /* the last row ends right after its pixels, as the API allows */
-      size = (gsize) (rows - 1) * frame->layout.strides[i] + row;
-      frame->data[i] = g_malloc (size);
-      for (gsize b = 0; b < size; b++)
-        frame->data[i][b] = g_rand_int_range (rand, 0, 256);
-      frame->layout.planes[i] = frame->data[i];
-    }
-}
-
-static void
-frame_clear (Frame *frame)
-{
-  for (gint i = 0; i < 3; i++)
-    g_free (frame->data[i]);
 }
 
 static void
@@ -101,7 +55,14 @@ test_device (gconstpointer data)
       UmgClipImageRequest device_side = { .embedding = got, .dense = got_dense };
       gdouble error_embedding, error_dense;
 
-      frame_fill (&frame, format, width, height, rand);
+      frame_fill (&frame, format, width, height, 5, rand);
+      /* YUV frames alternate between BT.601 limited range and BT.709 full range */
+      if (format == UMGCLIP_FORMAT_I420)
+        {
+          frame.layout.kr = 0.2126f;
+          frame.layout.kb = 0.0722f;
+          frame.layout.full_range = TRUE;
+        }
       umgclip_frame_to_tensor (&frame.layout, size, size, mean, std, pixels, &error);
       g_assert_no_error (error);
       umgclip_encode_image (ctx, pixels, size, size, &host, &error);
@@ -126,7 +87,7 @@ test_device (gconstpointer data)
     Frame frame;
     gfloat embedding[1024];
     UmgClipImageRequest request = { .embedding = embedding };
-    frame_fill (&frame, UMGCLIP_FORMAT_RGBX, 16, 8, rand);
+    frame_fill (&frame, UMGCLIP_FORMAT_RGBX, 16, 8, 5, rand);
     frame.layout.strides[0] = 10;
     g_assert_false (umgclip_encode_frame (ctx, &frame.layout, info->image_size, info->image_size,
                                           &request, &error));
