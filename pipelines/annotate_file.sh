@@ -7,8 +7,9 @@
 # Environment: LABELS (comma-separated, free text), STUFF_LABELS (the labels that are regions
 # such as road or sky, not countable objects), UMGCLIP_MODEL (model directory; unset: the
 # elements' default), UMGCLIP_DEVICE (auto|vulkan|cpu, default auto), THRESHOLD (minimum
-# score of a segment or tag, 0..1, default 0.5), FRAMES (also write every annotated frame
-# as a PNG, a multifilesink location such as frames/%04d.png).
+# score of a segment or tag, 0..1, default 0.5), MIN_AREA (segments smaller than this many
+# frame pixels are neither reported nor drawn, default 64), FRAMES (also write every
+# annotated frame as a PNG, a multifilesink location such as frames/%04d.png).
 set -eu
 
 if [ $# -ne 3 ]; then
@@ -20,6 +21,7 @@ labels=${LABELS:-person,car,bicycle,dog,road,building,sky,tree}
 stuff=${STUFF_LABELS:-road,building,sky,tree}
 device=${UMGCLIP_DEVICE:-auto}
 threshold=${THRESHOLD:-0.5}
+min_area=${MIN_AREA:-64}
 model=${UMGCLIP_MODEL:+model=$UMGCLIP_MODEL}
 frames=${FRAMES:-}
 
@@ -39,11 +41,11 @@ fi
 exec gst-launch-1.0 -e \
   filesrc location="$input" ! decodebin ! videoconvert \
   ! umgclipenc device="$device" $model \
-  ! umgclipseg mode=panoptic threshold="$threshold" \
+  ! umgclipseg mode=panoptic threshold="$threshold" min-area="$min_area" \
       labels="$labels" stuff-labels="$stuff" device="$device" $model \
   ! umgcliptag inference-region=segments threshold="$threshold" \
       labels="$labels" device="$device" $model \
-  ! umgclipoverlay \
+  ! umgclipoverlay min-area="$min_area" \
   ! umgclipjson location="$json" \
   ! tee name=annotated \
   annotated. ! queue ! videoconvert ! $encoder ! matroskamux ! filesink location="$output" \
