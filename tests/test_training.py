@@ -196,6 +196,32 @@ def check_runtime(name, tool, device, model_dir, probe_dir):
     return image["embedding"]
 
 
+def check_options(tool, device, work):
+    """--set refuses what is not a number of model.TINY, naming it; a valid one reaches the
+    exported model (and the runtime loads it); --word-weight adds its loss to the log."""
+    for bad in ["nope=3", "patch_size=x", "vision_width=0", "act=2"]:
+        result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "1",
+                                 "--out", os.path.join(work, "refused"), "--set", bad],
+                                capture_output=True, text=True)
+        check(result.returncode == 2 and ("--set %r" % bad) in result.stderr,
+              "--set %s is refused with a message naming it (exit %d: %s)"
+              % (bad, result.returncode, result.stderr.strip().splitlines()[-1:]))
+    out_dir, log_path = os.path.join(work, "p4"), os.path.join(work, "p4.jsonl")
+    result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "2", "--batch",
+                             "4", "--set", "patch_size=4", "--set", "vision_width=64",
+                             "--set", "vision_heads=2", "--word-weight", "1", "--out", out_dir,
+                             "--log", log_path], capture_output=True, text=True)
+    if not check(result.returncode == 0, "train.py --set patch_size=4 ... --word-weight 1 runs"):
+        print(result.stdout + result.stderr)
+        return
+    vision = json.loads(umgclip(tool, device, "info", out_dir).stdout)["vision"]
+    check((vision["patch_size"], vision["width"], vision["heads"]) == (4, 64, 2),
+          "the overrides reach the exported model: %s" % vision)
+    _, rows = read_log(log_path)
+    check(len(rows) == 2 and all(r.get("words", 0) > 0 for r in rows),
+          "--word-weight logs its loss")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("umgclip")
@@ -234,6 +260,7 @@ def main():
         if len(embeddings) == 2:
             check(cosine(embeddings["clip"], embeddings["umg"]) < 0.999,
                   "the two models are different networks")
+        check_options(args.umgclip, args.device, work)
     except (RuntimeError, ValueError, OSError, KeyError) as e:
         check(False, "error: %s" % e)
     finally:

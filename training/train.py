@@ -76,8 +76,13 @@ def parse_args(argv=None):
     parser.add_argument("--pixel-weight", type=float, default=1.0)
     parser.add_argument("--segmentation-weight", type=float, default=1.0,
                         help="UMG: weight of the per-pixel segmentation loss")
+    parser.add_argument("--word-weight", type=float, default=0.0,
+                        help="umg: weight of the loss that ranks each region against the colour "
+                             "words alone and the shape words alone (default 0: off)")
     parser.add_argument("--hard-negatives", type=int, default=0,
                         help="shape-swapped captions per scene added as negative texts")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=N",
+                        help="override a number of model.TINY, e.g. --set patch_size=4")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     parser.add_argument("--log", help="JSON lines of losses (default OUT/training_log.jsonl)")
@@ -92,6 +97,14 @@ def parse_args(argv=None):
         parser.error("--steps must be >= 1 and --batch >= 2")
     if not 0.0 <= args.tune_fraction < 1.0:
         parser.error("--tune-fraction must be in [0, 1)")
+    args.config = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not isinstance(clip_model.TINY.get(key), int) or not value.isdigit() or int(value) < 1:
+            parser.error("--set %r: want KEY=N with KEY a number of model.TINY (%s)"
+                         % (item, ", ".join(k for k, v in clip_model.TINY.items()
+                                            if isinstance(v, int))))
+        args.config[key] = int(value)
     return args
 
 
@@ -105,12 +118,15 @@ class Batch:
         grid = self.pixels.shape[2] // patch_size
         # regions and masks as (scene index, pooling weights over that scene's cells, tag)
         self.region_scene, self.region_tag, boxes = [], [], []
+        self.region_colour, self.region_shape = [], []
         self.mask_scene, self.mask_tag, masks = [], [], []
         for i, s in enumerate(scene_list):
             for t in s.things:
                 tag = scenes.thing_tag(t.colour, t.shape)
                 self.region_scene.append(i)
                 self.region_tag.append(tag)
+                self.region_colour.append(t.colour)
+                self.region_shape.append(t.shape)
                 boxes.append(t.box)
                 self.mask_scene.append(i)
                 self.mask_tag.append(tag)
@@ -220,7 +236,7 @@ def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     vocab = vocabulary.build()
-    cfg = dict(clip_model.TINY, vocab_size=len(vocab))
+    cfg = dict(clip_model.TINY, vocab_size=len(vocab), **args.config)
     model = clip_model.ClipModel(cfg)
     train_pairs = scenes.pairs("train")
     thing_tags = [scenes.thing_tag(c, s) for c, s in train_pairs]
@@ -268,6 +284,18 @@ def train(args):
             parts["pixel"] = args.pixel_weight * pooled_loss(
                 dense_flat, batch.mask_scene, batch.mask_weights, batch.mask_tag, all_tags,
                 tag_embeddings, scale)
+            if args.word_weight > 0:
+                # colour and shape as separate words: the region must name each on its own,
+                # so what it learns of "ring" is not tied to the colours rings came in
+                word_ids = torch.tensor([vocab.tokenize(template.format(w), cfg["context_length"])
+                                         for w in scenes.COLOUR_NAMES + scenes.SHAPES])
+                words = model.encode_text(word_ids, vocab.end_id)
+                parts["words"] = 0.5 * args.word_weight * (
+                    pooled_loss(dense_flat, batch.region_scene, batch.region_weights,
+                                batch.region_colour, scenes.COLOUR_NAMES, words[:len(scenes.COLOUR_NAMES)], scale)
+                    + pooled_loss(dense_flat, batch.region_scene, batch.region_weights,
+                                  batch.region_shape, scenes.SHAPES, words[len(scenes.COLOUR_NAMES):],
+                                  scale))
             if args.segmentation_weight > 0:
                 parts["segmentation"] = args.segmentation_weight * segmentation_loss(
                     dense, batch.label_map, batch.pixel_weight, tag_embeddings, scale)
