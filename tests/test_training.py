@@ -199,11 +199,14 @@ def check_runtime(name, tool, device, model_dir, probe_dir):
 def check_options(tool, device, work):
     """--set refuses what is not a number of model.TINY, naming it; a valid one reaches the
     exported model (and the runtime loads it); --word-weight adds its loss to the log."""
-    for bad in ["nope=3", "patch_size=x", "vision_width=0", "act=2"]:
+    for bad, names in [("nope=3", "--set 'nope=3'"), ("patch_size=x", "--set 'patch_size=x'"),
+                       ("vision_width=0", "--set 'vision_width=0'"), ("act=2", "--set 'act=2'"),
+                       ("patch_size=5", "image_size 64 is not a multiple of patch_size 5"),
+                       ("vision_heads=3", "vision_width 128 is not a multiple of vision_heads 3")]:
         result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "1",
                                  "--out", os.path.join(work, "refused"), "--set", bad],
                                 capture_output=True, text=True)
-        check(result.returncode == 2 and ("--set %r" % bad) in result.stderr,
+        check(result.returncode == 2 and names in result.stderr,
               "--set %s is refused with a message naming it (exit %d: %s)"
               % (bad, result.returncode, result.stderr.strip().splitlines()[-1:]))
     out_dir, log_path = os.path.join(work, "p4"), os.path.join(work, "p4.jsonl")

@@ -105,6 +105,11 @@ def parse_args(argv=None):
                          % (item, ", ".join(k for k, v in clip_model.TINY.items()
                                             if isinstance(v, int))))
         args.config[key] = int(value)
+    cfg = dict(clip_model.TINY, **args.config)
+    for whole, part in [("image_size", "patch_size"), ("vision_width", "vision_heads"),
+                        ("text_width", "text_heads")]:
+        if cfg[whole] % cfg[part]:
+            parser.error("%s %d is not a multiple of %s %d" % (whole, cfg[whole], part, cfg[part]))
     return args
 
 
@@ -287,15 +292,15 @@ def train(args):
             if args.word_weight > 0:
                 # colour and shape as separate words: the region must name each on its own,
                 # so what it learns of "ring" is not tied to the colours rings came in
+                colours, shapes = scenes.COLOUR_NAMES, scenes.SHAPES
                 word_ids = torch.tensor([vocab.tokenize(template.format(w), cfg["context_length"])
-                                         for w in scenes.COLOUR_NAMES + scenes.SHAPES])
+                                         for w in colours + shapes])
                 words = model.encode_text(word_ids, vocab.end_id)
                 parts["words"] = 0.5 * args.word_weight * (
                     pooled_loss(dense_flat, batch.region_scene, batch.region_weights,
-                                batch.region_colour, scenes.COLOUR_NAMES, words[:len(scenes.COLOUR_NAMES)], scale)
+                                batch.region_colour, colours, words[:len(colours)], scale)
                     + pooled_loss(dense_flat, batch.region_scene, batch.region_weights,
-                                  batch.region_shape, scenes.SHAPES, words[len(scenes.COLOUR_NAMES):],
-                                  scale))
+                                  batch.region_shape, shapes, words[len(colours):], scale))
             if args.segmentation_weight > 0:
                 parts["segmentation"] = args.segmentation_weight * segmentation_loss(
                     dense, batch.label_map, batch.pixel_weight, tag_embeddings, scale)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """NumPy reference for umgclip_segment (bilinear logit upsampling, softmax, threshold,
-8-connected thing instances, merged stuff, joined things, min_area) and the bilinear resize golden for
-umgclip_frame_to_tensor. Writes the small .npy goldens in tests/data/segment/ that
+8-connected thing instances, merged stuff, joined things, min_area) and the bilinear resize
+golden for umgclip_frame_to_tensor. Writes the small .npy goldens in tests/data/segment/ that
 test_segment and test_frame read:
 
     /usr/bin/python3 tests/reference/segment_ref.py --write tests/data/segment
