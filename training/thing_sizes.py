@@ -15,13 +15,12 @@ import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from probe import scenes  # noqa: E402
 
 
-def tagged_things(umgclip, model, directory):
+def tagged_things(umgclip, model, data, directory):
     """(visible pixels, tag right, colour right, shape right) of every thing."""
-    with open(os.path.join(directory, "annotations.json")) as f:
-        data = json.load(f)
     labels = ",".join(data["thing_tags"])
     rows = []
     for scene in data["scenes"]:
@@ -47,10 +46,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        subprocess.run([sys.executable, os.path.join(HERE, "scenes.py"), "--split", args.split,
-                        "--count", str(args.count), "--seed", str(args.seed), "--out", directory],
-                       check=True, stdout=subprocess.DEVNULL)
-        rows = tagged_things(args.umgclip, args.model, directory)
+        data = scenes(args.split, args.count, args.seed, directory)
+        rows = tagged_things(args.umgclip, args.model, data, directory)
     quarters = []
     for q in range(4):
         part = rows[q * len(rows) // 4:(q + 1) * len(rows) // 4]

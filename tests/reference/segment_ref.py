@@ -162,7 +162,7 @@ def segment(dense, labels, is_thing, logit_scale, mask_w, mask_h, threshold, min
                 segment_of[y, x] = stuff_segment[label]
                 segments[stuff_segment[label] - 1][2].append((y, x))
 
-    joined, cosines, label_cosines = set(), [], []
+    joined, cosines, label_margins = set(), [], []
     if panoptic and thing_affinity <= 1.0:
         roots, cosines = join_things(dense, segment_of, segments, mask_w, mask_h, thing_affinity)
         for sid in range(len(segments), 0, -1):
@@ -177,7 +177,7 @@ def segment(dense, labels, is_thing, logit_scale, mask_w, mask_h, threshold, min
             pooled = mask_pool(dense, segment_of == sid, mask_w, mask_h)
             cos = labels.astype(np.float64) @ pooled / np.linalg.norm(labels, axis=1)
             things = sorted((c, l) for l, c in enumerate(cos) if is_thing[l])
-            label_cosines.append(things[-1][0] - things[-2][0])
+            label_margins.append(things[-1][0] - things[-2][0])
             segments[sid - 1][0] = things[-1][1]
             class_map[segment_of == sid] = things[-1][1]
 
@@ -205,7 +205,7 @@ def segment(dense, labels, is_thing, logit_scale, mask_w, mask_h, threshold, min
         score64=score,
         joined=len(joined),
         cosines=cosines,
-        label_margins=label_cosines,
+        label_margins=label_margins,
     )
 
 
