@@ -21,6 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN_PY = os.path.join(HERE, "..", "training", "train.py")
+LOG_SUMMARY_PY = os.path.join(HERE, "..", "training", "log_summary.py")
 TORCH_PYTHON = os.environ.get("UMGCLIP_TORCH_PYTHON", "/usr/bin/python3")
 DENSE_MODES = ["naclip", "clearclip", "sclip", "maskclip"]
 MIN_COSINE = 0.9999
@@ -118,7 +119,32 @@ def check_training(name, out_dir, log_path, steps):
               "clip: image-text loss only")
     for file_name in ["config.json", "model.safetensors", "vocab.json", "merges.txt"]:
         check(os.path.exists(os.path.join(out_dir, file_name)), "%s: exported %s" % (name, file_name))
+    check_log_summary(name, log_path, rows)
     return header
+
+
+def check_log_summary(name, log_path, rows):
+    """log_summary.py's window means are those of the log's own records; a window that
+    cannot be read is refused, naming it."""
+    result = subprocess.run([TORCH_PYTHON, LOG_SUMMARY_PY, log_path, "--json",
+                             "--steps", "0-4,last7"], capture_output=True, text=True)
+    if not check(result.returncode == 0, "%s: log_summary.py runs (%s)"
+                 % (name, result.stderr.strip())):
+        return
+    got = json.loads(result.stdout)["windows"]
+    for window, records in zip(got, [rows[:5], rows[-7:]]):
+        for part in ["loss", "image", "region"]:
+            values = [r[part] for r in records if part in r]
+            if not values:
+                continue
+            want = sum(values) / len(values)
+            check(window["steps"] == len(records) and abs(window[part] - want) < 1e-9,
+                  "%s: log_summary %s mean of %s over %d steps is %.6f (the log's own: %.6f)"
+                  % (name, window["window"], part, window["steps"], window[part], want))
+    result = subprocess.run([TORCH_PYTHON, LOG_SUMMARY_PY, log_path, "--steps", "9-3"],
+                            capture_output=True, text=True)
+    check(result.returncode == 1 and "'9-3'" in result.stderr,
+          "%s: log_summary refuses --steps 9-3, naming it (%s)" % (name, result.stderr.strip()))
 
 
 def check_runtime(name, tool, device, model_dir, probe_dir):
