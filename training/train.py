@@ -62,13 +62,13 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="model directory to export")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=None,
                         help="warm-up steps (default: 5%% of the steps, at most 100)")
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--dense-modes", default=",".join(clip_model.DENSE_MODES),
                         help="dense modes the UMG losses cycle through")
-    parser.add_argument("--tune-fraction", type=float, default=0.25,
+    parser.add_argument("--tune-fraction", type=float, default=0.1,
                         help="UMG: share of the steps spent tuning only the dense-head adapters")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-lr", type=float, default=1e-3)
