@@ -25,7 +25,7 @@ import scenes  # noqa: E402
 from checks import check, finish  # noqa: E402
 EVAL, MODEL, DEVICE = sys.argv[1:4]
 MODES = ["naclip", "clearclip", "sclip", "maskclip"]
-METRICS = ["region_top1", "miou", "pq", "pq_things", "pq_stuff"]
+METRICS = ["region_top1", "miou", "pq", "pq_things", "pq_stuff", "pq_things_any_label"]
 
 
 def run(*args):

@@ -12,6 +12,10 @@
  *     pq, pq_things, pq_stuff
  *                   panoptic quality: things split into connected instances, stuff merged;
  *                   segments match when IoU > 0.5; mean over the labels with any segment
+ *     pq_things_any_label
+ *                   panoptic quality of things as one class: a predicted thing segment
+ *                   matches a true thing of any thing label. What grouping alone gives,
+ *                   against pq_things, which needs the label right too
  *
  * Pixels that no ground-truth segment covers are void, as in COCO panoptic: a prediction
  * there is not scored, and a predicted segment lying mostly in void is no false positive.
@@ -72,6 +76,8 @@ typedef struct
   guint64 *inter, *gt, *pred; /* semantic pixels per label */
   guint *tp, *fp, *fn;        /* panoptic segments per label */
   gdouble *iou_sum;
+  guint any_tp, any_fp, any_fn; /* thing segments matched whatever their thing labels */
+  gdouble any_iou_sum;
 } Tally;
 
 static void
@@ -352,9 +358,11 @@ add_semantic (Tally *t, const Scene *scene, const guint8 *covered, const guint16
       t->pred[class_map[p]]++;
 }
 
-/* Matches ground-truth and predicted segments of one scene: same label and IoU > 0.5. */
+/* Matches ground-truth and predicted segments of one scene: same label and IoU > 0.5; and
+ * thing segments of any thing labels likewise (labels below n_thing_labels are things). */
 static void
-add_panoptic (Tally *t, const Scene *scene, const guint8 *covered, const UmgClipSegmentation *seg)
+add_panoptic (Tally *t, const Scene *scene, const guint8 *covered, const UmgClipSegmentation *seg,
+              guint n_thing_labels)
 {
   guint n_gt = scene->segments->len, n_pred = seg->n_segments;
   gsize n_pixels = (gsize) seg->width * seg->height;
@@ -397,6 +405,32 @@ add_panoptic (Tally *t, const Scene *scene, const guint8 *covered, const UmgClip
   for (guint id = 1; id <= n_pred; id++)
     if (!pred_matched[id] && 2 * pred_void[id] <= seg->segments[id - 1].area)
       t->fp[seg->segments[id - 1].label_id]++;
+
+  /* things as one class: IoU > 0.5 makes each match unique, whatever the order */
+  memset (pred_matched, 0, (n_pred + 1) * sizeof *pred_matched);
+  for (guint g = 0; g < n_gt; g++)
+    {
+      gboolean matched = FALSE;
+      if (g_array_index (scene->segments, GtSegment, g).label >= n_thing_labels)
+        continue;
+      for (guint id = 1; id <= n_pred && !matched; id++)
+        {
+          const UmgClipSegment *pred = &seg->segments[id - 1];
+          guint i = inter[(gsize) g * (n_pred + 1) + id];
+          gdouble iou = (gdouble) i / (gt_area[g] + pred->area - i);
+          if (pred->label_id < n_thing_labels && !pred_matched[id] && iou > 0.5)
+            {
+              matched = pred_matched[id] = TRUE;
+              t->any_tp++;
+              t->any_iou_sum += iou;
+            }
+        }
+      t->any_fn += !matched;
+    }
+  for (guint id = 1; id <= n_pred; id++)
+    if (seg->segments[id - 1].label_id < n_thing_labels && !pred_matched[id]
+        && 2 * pred_void[id] <= seg->segments[id - 1].area)
+      t->any_fp++;
 }
 
 static gdouble
@@ -497,7 +531,7 @@ eval_scene (Eval *ev, guint index, GError **error)
                                &panoptic, error))
         return FALSE;
       add_semantic (t, scene, covered, semantic.class_map, (gsize) data->size * data->size);
-      add_panoptic (t, scene, covered, &panoptic);
+      add_panoptic (t, scene, covered, &panoptic, data->n_thing_labels);
     }
   umgclip_l2_normalize (ev->image_embeddings + (gsize) index * ev->dim, ev->dim);
   return TRUE;
@@ -606,13 +640,16 @@ evaluate (UmgClipContext *ctx, const Dataset *data, const Args *args, GString *o
           g_string_append_printf (
               out,
               "%s\"%s\": {\"region_top1\": %.4f, \"miou\": %.4f, \"pq\": %.4f, "
-              "\"pq_things\": %.4f, \"pq_stuff\": %.4f}",
+              "\"pq_things\": %.4f, \"pq_stuff\": %.4f, \"pq_things_any_label\": %.4f}",
               m > 0 ? ", " : "",
               umgclip_dense_mode_name (g_array_index (args->modes, UmgClipDenseMode, m)),
               t->regions > 0 ? (gdouble) t->regions_right / t->regions : 0.0,
               mean_iou (t, n_labels), panoptic_quality (t, 0, n_labels),
               panoptic_quality (t, 0, data->n_thing_labels),
-              panoptic_quality (t, data->n_thing_labels, n_labels));
+              panoptic_quality (t, data->n_thing_labels, n_labels),
+              t->any_tp + t->any_fp + t->any_fn > 0
+                  ? t->any_iou_sum / (t->any_tp + 0.5 * t->any_fp + 0.5 * t->any_fn)
+                  : 0.0);
         }
       g_string_append (out, "}}\n");
     }
