@@ -251,6 +251,74 @@ def check_options(tool, device, work):
           "--word-weight logs its loss")
 
 
+# Run by TORCH_PYTHON: what train.free_coloured does to 40 training scenes, as JSON.
+FREE_COLOURED_PY = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import scenes, train
+named = np.array(list(scenes.COLOURS.values())) * 255.0
+out = []
+for i in range(40):
+    scene = scenes.generate("train", 3, i)
+    same = train.free_coloured(scene, 0.0, np.random.default_rng(i))
+    free = train.free_coloured(scene, 1.0, np.random.default_rng(i))
+    inside = np.any([t.mask for t in scene.things], axis=0)
+    # each repainted thing's mean colour against the nearest named colour
+    nearest = [float(np.min(np.linalg.norm(named - free.image[t.mask].mean(0), axis=1)))
+               for t in free.things]
+    out.append({"unchanged": bool(same is scene),
+                "colours": [t.colour for t in free.things],
+                "phrases": [t.phrase for t in free.things], "shapes": [t.shape for t in scene.things],
+                "caption": free.caption, "stuff_same": bool((free.image[~inside] == scene.image[~inside]).all()),
+                "nearest": min(nearest)})
+print(json.dumps(out))
+"""
+
+
+def check_free_colours(work):
+    """--free-colours: train.free_coloured repaints things in unnamed colours and names them by
+    shape alone, leaving stuff and share 0 untouched; a bad share is refused; a run logs its
+    losses."""
+    result = subprocess.run([TORCH_PYTHON, "-c", FREE_COLOURED_PY, os.path.dirname(TRAIN_PY)],
+                            capture_output=True, text=True)
+    if not check(result.returncode == 0, "free_coloured runs"):
+        print(result.stderr)
+        return
+    rows = json.loads(result.stdout)
+    colour_words = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+    check(all(r["unchanged"] for r in rows), "share 0 leaves every scene as it was")
+    check(all(c is None for r in rows for c in r["colours"])
+          and all(p == ["a " + s for s in r["shapes"]] for r in rows for p in [r["phrases"]]),
+          "share 1: every thing loses its colour and is called by its shape alone")
+    check(not any(w in r["caption"].split() for r in rows for w in colour_words),
+          "share 1: no caption names a colour (%s)" % rows[0]["caption"])
+    check(all(r["stuff_same"] for r in rows), "stuff pixels are not repainted")
+    nearest = min(r["nearest"] for r in rows)
+    check(nearest > 40, "repainted things are far from every named colour (nearest %.0f of 255)"
+          % nearest)
+    for bad, names in [(["--free-colours", "1.5"], "--free-colours 1.5"),
+                       (["--free-colours", "0.3", "--word-weight", "1"],
+                        "--free-colours and --word-weight")]:
+        result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "1",
+                                 "--out", os.path.join(work, "refused")] + bad,
+                                capture_output=True, text=True)
+        check(result.returncode == 2 and names in result.stderr,
+              "%s is refused with a message naming it (exit %d)" % (" ".join(bad),
+                                                                     result.returncode))
+    log_path = os.path.join(work, "free.jsonl")
+    result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "2", "--batch",
+                             "8", "--free-colours", "1", "--out", os.path.join(work, "free"),
+                             "--log", log_path], capture_output=True, text=True)
+    if check(result.returncode == 0, "train.py --free-colours 1 runs"):
+        _, logged = read_log(log_path)
+        check(len(logged) == 2 and all(math.isfinite(r[k]) and r[k] > 0 for r in logged
+                                       for k in ("image", "region", "pixel", "segmentation")),
+              "--free-colours 1 logs finite losses: %s" % logged[-1:])
+    else:
+        print(result.stdout + result.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("umgclip")
@@ -290,6 +358,7 @@ def main():
             check(cosine(embeddings["clip"], embeddings["umg"]) < 0.999,
                   "the two models are different networks")
         check_options(args.umgclip, args.device, work)
+        check_free_colours(work)
     except (RuntimeError, ValueError, OSError, KeyError) as e:
         check(False, "error: %s" % e)
     finally:

@@ -79,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--word-weight", type=float, default=0.0,
                         help="umg: weight of the loss that ranks each region against the colour "
                              "words alone and the shape words alone (default 0: off)")
+    parser.add_argument("--free-colours", type=float, default=0.0,
+                        help="share of training things repainted in a colour no word names "
+                             "(pink, cyan, brown, teal, grey) and called by their shape alone, "
+                             "\"a ring\": shape without a colour to lean on (default 0: off)")
     parser.add_argument("--hard-negatives", type=int, default=0,
                         help="shape-swapped captions per scene added as negative texts")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=N",
@@ -97,6 +101,11 @@ def parse_args(argv=None):
         parser.error("--steps must be >= 1 and --batch >= 2")
     if not 0.0 <= args.tune_fraction < 1.0:
         parser.error("--tune-fraction must be in [0, 1)")
+    if not 0.0 <= args.free_colours <= 1.0:
+        parser.error("--free-colours %g: want a share in [0, 1]" % args.free_colours)
+    if args.free_colours > 0 and args.word_weight > 0:
+        parser.error("--free-colours and --word-weight: a thing of an unnamed colour has no "
+                     "colour word to rank")
     args.config = {}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -127,7 +136,8 @@ class Batch:
         self.mask_scene, self.mask_tag, masks = [], [], []
         for i, s in enumerate(scene_list):
             for t in s.things:
-                tag = scenes.thing_tag(t.colour, t.shape)
+                # a thing in an unnamed colour is tagged by its shape word alone
+                tag = t.shape if t.colour is None else scenes.thing_tag(t.colour, t.shape)
                 self.region_scene.append(i)
                 self.region_tag.append(tag)
                 self.region_colour.append(t.colour)
@@ -149,6 +159,8 @@ class Batch:
         self.label_map = torch.zeros((len(scene_list), size, size), dtype=torch.long)
         self.pixel_weight = torch.zeros((len(scene_list), size, size))
         for i, tag, mask in zip(self.mask_scene, self.mask_tag, masks):
+            if tag not in tags:
+                continue  # a shape word alone: the segmentation loss leaves its pixels out
             mask = torch.as_tensor(mask)
             self.label_map[i][mask] = tags.index(tag)
             self.pixel_weight[i][mask] = 1.0 / max(int(mask.sum()), 1)
@@ -166,10 +178,45 @@ def shape_swapped_captions(scene, count, rng):
             for t, s in (swaps[i] for i in picked)]
 
 
+# Colours no word of the vocabulary names, far from the eight named ones and from the stuff.
+UNNAMED_COLOURS = [(0.98, 0.55, 0.72), (0.15, 0.85, 0.88), (0.45, 0.27, 0.10),
+                   (0.00, 0.48, 0.45), (0.52, 0.52, 0.54)]
+
+
+def free_coloured(scene, share, rng):
+    """scene with each thing, at probability share, repainted (its visible pixels, with the
+    generator's lighting and noise) in an unnamed colour and called by its shape alone in
+    the caption: "a red ring" becomes "a ring". Such things have colour None."""
+    things, caption, image = [], scene.caption, None
+    for t in scene.things:
+        if rng.random() >= share:
+            things.append(t)
+            continue
+        if image is None:
+            image = scene.image.astype(np.float64) / 255.0
+        x, y, w, h = t.box
+        cy, cx, radius = y + h / 2.0, x + w / 2.0, max(w, h) / 2.0
+        ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]] + 0.5
+        light = np.clip(1.0 + 0.12 * ((cy - ys) + (cx - xs)) / max(radius, 1.0) / 2.0, 0.8, 1.15)
+        rgb = np.clip(np.asarray(UNNAMED_COLOURS[int(rng.integers(len(UNNAMED_COLOURS)))])
+                      + rng.uniform(-0.04, 0.04, 3), 0.0, 1.0)
+        painted = rgb * light[..., None] + rng.normal(0.0, 0.015, image.shape)
+        image[t.mask] = painted[t.mask]
+        caption = caption.replace(t.phrase, "a " + t.shape, 1)
+        things.append(t._replace(colour=None, phrase="a " + t.shape))
+    if image is None:
+        return scene
+    pixels = np.clip(np.round(np.clip(image, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
+    return scene._replace(image=pixels, caption=caption, things=things)
+
+
 def make_batch(args, step, vocab, cfg, tags):
     first = step * args.batch
     scene_list = [scenes.generate("train", args.seed, first + i, cfg["image_size"])
                   for i in range(args.batch)]
+    if args.free_colours > 0:
+        rng = np.random.default_rng([args.seed, 13, step])
+        scene_list = [free_coloured(s, args.free_colours, rng) for s in scene_list]
     negatives = []
     if args.hard_negatives:
         rng = np.random.default_rng([args.seed, 11, step])
@@ -202,6 +249,25 @@ def pooled_loss(dense_flat, scene_index, weights, tags, candidates, candidate_em
     logits = scale * pooled @ F.normalize(candidate_embeddings, dim=-1).t()
     targets = torch.tensor([candidates.index(t) for t in tags])
     return F.cross_entropy(logits, targets)
+
+
+def mixed_pooled_loss(dense_flat, scene_index, weights, tags, candidates, candidate_embeddings,
+                      words, word_embeddings, scale):
+    """pooled_loss where tags outside candidates (things of an unnamed colour: a shape word
+    alone) are ranked among words instead; the mean over every region of both."""
+    own = [i for i, t in enumerate(tags) if t in candidates]
+    if len(own) == len(tags):
+        return pooled_loss(dense_flat, scene_index, weights, tags, candidates,
+                           candidate_embeddings, scale)
+    total = torch.zeros(())
+    for part, names, embeddings in ((own, candidates, candidate_embeddings),
+                                    ([i for i in range(len(tags)) if i not in own], words,
+                                     word_embeddings)):
+        if part:
+            total = total + len(part) * pooled_loss(
+                dense_flat, [scene_index[i] for i in part], weights[part],
+                [tags[i] for i in part], names, embeddings, scale)
+    return total / len(tags)
 
 
 def segmentation_loss(dense, label_map, pixel_weight, candidate_embeddings, scale):
@@ -283,12 +349,17 @@ def train(args):
                                     for t in all_tags])
             tag_embeddings = model.encode_text(tag_ids, vocab.end_id)
             dense_flat = dense.reshape(dense.shape[0], -1, dense.shape[-1])
-            parts["region"] = args.region_weight * pooled_loss(
+            shape_words = None
+            if args.free_colours > 0:
+                shape_ids = torch.tensor([vocab.tokenize(template.format(w), cfg["context_length"])
+                                          for w in scenes.SHAPES])
+                shape_words = model.encode_text(shape_ids, vocab.end_id)
+            parts["region"] = args.region_weight * mixed_pooled_loss(
                 dense_flat, batch.region_scene, batch.region_weights, batch.region_tag,
-                thing_tags, tag_embeddings[:len(thing_tags)], scale)
-            parts["pixel"] = args.pixel_weight * pooled_loss(
+                thing_tags, tag_embeddings[:len(thing_tags)], scenes.SHAPES, shape_words, scale)
+            parts["pixel"] = args.pixel_weight * mixed_pooled_loss(
                 dense_flat, batch.mask_scene, batch.mask_weights, batch.mask_tag, all_tags,
-                tag_embeddings, scale)
+                tag_embeddings, scenes.SHAPES, shape_words, scale)
             if args.word_weight > 0:
                 # colour and shape as separate words: the region must name each on its own,
                 # so what it learns of "ring" is not tied to the colours rings came in
