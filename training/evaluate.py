@@ -10,7 +10,9 @@ never seen in training; --split train gives the seen pairings, in new scenes whe
 differs from the training seed) to --data (default: a temporary directory), runs umgclip-eval on
 each model over every dense mode, and prints a Markdown table: zero-shot top-1 and
 text-to-image R@1 once per model, region-tag top-1, mIoU and PQ (things, stuff) per dense
-mode. The metrics are computed by umgclip-eval, in C, from what the runtime returns.
+mode, and PQ of things as one class ("things, any label": what grouping alone gives, against
+PQ things, which needs the label right too). The metrics are computed by umgclip-eval, in C,
+from what the runtime returns.
 
 With --scenes both (the default) a second table follows, on as many scenes of the same
 held-out pairings from tests/independent_scenes.py, a generator that shares no code with
@@ -45,15 +47,16 @@ def percent(value):
 def table(results, stuff=True):
     """results: [(name, umgclip-eval JSON)] -> Markdown lines."""
     lines = ["| model | dense mode | zero-shot top-1 | text→image R@1 | region-tag top-1 "
-             "| mIoU | PQ | PQ things | PQ stuff |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| mIoU | PQ | PQ things | PQ stuff | PQ things, any label |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, result in results:
         for mode in MODES:
             m = result["modes"][mode]
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 name, mode, percent(result["zero_shot_top1"]), percent(result["retrieval_r1"]),
                 percent(m["region_top1"]), percent(m["miou"]), percent(m["pq"]),
-                percent(m["pq_things"]), percent(m["pq_stuff"]) if stuff else "-"))
+                percent(m["pq_things"]), percent(m["pq_stuff"]) if stuff else "-",
+                percent(m["pq_things_any_label"])))
     return lines
 
 
