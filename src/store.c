@@ -124,6 +124,70 @@ umgclip_store_commit (UmgClipStore *store, GError **error)
   return store->klass->commit (store, error);
 }
 
+/* Moves hit into hits: its strings are the copy's now (hit keeps its other fields). */
+static void
+take_hit (GArray *hits, UmgClipStoreHit *hit)
+{
+  g_array_append_vals (hits, hit, 1);
+  hit->stream = hit->label = hit->tags_json = NULL;
+}
+
+/* Frames by the best of their own and their regions' cosines. The frames' top_k and the best
+ * regions of at least top_k distinct frames hold every frame of the answer: a frame left out
+ * of both would score below top_k frames that are in them. */
+static GArray *
+search_frames_by_regions (UmgClipStore *store, const gfloat *query, guint dim,
+                          const UmgClipStoreQuery *what, GError **error)
+{
+  UmgClipStoreQuery of_regions = *what;
+  g_autoptr (GArray) frames = NULL, regions = NULL;
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+  GArray *hits;
+
+  if ((frames = store->klass->search (store, query, dim, what, error)) == NULL)
+    return NULL;
+  of_regions.regions = TRUE;
+  of_regions.top_k = what->top_k;
+  for (;;)
+    {
+      g_clear_pointer (&regions, g_array_unref);
+      of_regions.top_k = MIN (of_regions.top_k, G_MAXUINT / 4) * 4;
+      if ((regions = store->klass->search (store, query, dim, &of_regions, error)) == NULL)
+        return NULL;
+      g_hash_table_remove_all (seen);
+      for (guint i = 0; i < regions->len; i++)
+        g_hash_table_add (seen, &g_array_index (regions, UmgClipStoreHit, i).frame_id);
+      if (g_hash_table_size (seen) >= what->top_k || regions->len < of_regions.top_k)
+        break;
+    }
+
+  /* each frame once: the frame's hit, or its best region's where that scores higher */
+  hits = umg_store_hits_new ();
+  g_hash_table_remove_all (seen);
+  for (guint i = 0; i < regions->len; i++)
+    {
+      UmgClipStoreHit *region = &g_array_index (regions, UmgClipStoreHit, i);
+      UmgClipStoreHit *frame = NULL;
+      if (!g_hash_table_add (seen, &region->frame_id))
+        continue; /* regions come best first: this frame's best was looked at */
+      for (guint j = 0; j < frames->len && frame == NULL; j++)
+        if (g_array_index (frames, UmgClipStoreHit, j).frame_id == region->frame_id)
+          frame = &g_array_index (frames, UmgClipStoreHit, j);
+      if (frame != NULL && frame->score >= region->score)
+        continue; /* the frame's own hit goes in below */
+      if (frame != NULL)
+        frame->frame_id = -1; /* replaced by its region */
+      take_hit (hits, region);
+    }
+  for (guint j = 0; j < frames->len; j++)
+    if (g_array_index (frames, UmgClipStoreHit, j).frame_id >= 0)
+      take_hit (hits, &g_array_index (frames, UmgClipStoreHit, j));
+  g_array_sort (hits, umg_store_hit_compare);
+  if (hits->len > what->top_k)
+    g_array_set_size (hits, what->top_k);
+  return hits;
+}
+
 GArray *
 umgclip_store_search (UmgClipStore *store, const gfloat *query, guint dim,
                       const UmgClipStoreQuery *what, GError **error)
@@ -145,7 +209,9 @@ umgclip_store_search (UmgClipStore *store, const gfloat *query, guint dim,
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT, "a search for 0 hits");
       return NULL;
     }
-  return store->klass->search (store, query, dim, what, error);
+  if (what->regions || !what->frames_by_regions)
+    return store->klass->search (store, query, dim, what, error);
+  return search_frames_by_regions (store, query, dim, what, error);
 }
 
 GBytes *

@@ -61,6 +61,9 @@ typedef struct
   gint64 since_us, until_us; /* wall-time window, G_MININT64 / G_MAXINT64 for none */
   guint top_k;
   gboolean regions; /* search regions instead of frames */
+  /* frames: score each by the best of its own cosine and its regions' (a frame that holds the
+   * object scores as its region does); FALSE: by the frame embedding alone */
+  gboolean frames_by_regions;
 } UmgClipStoreQuery;
 
 typedef struct
@@ -76,7 +79,9 @@ typedef struct
 } UmgClipStoreHit;
 
 /* The top_k frames (or regions) by cosine with query (dim floats, L2-normalised), best first;
- * equal scores in insertion order. SQLite: exact, every stored vector scored; PostgreSQL:
+ * equal scores in insertion order. With frames_by_regions a frame whose best region scores
+ * above the frame itself is that region's hit (region TRUE, its box and tags), so every frame
+ * is there at most once. SQLite: exact, every stored vector scored; PostgreSQL:
  * pgvector's cosine distance (exact on tables small enough for the planner to scan, its index
  * otherwise). Returns a GArray of UmgClipStoreHit that clears its hits. */
 GArray *umgclip_store_search (UmgClipStore *store, const gfloat *query, guint dim,

@@ -109,6 +109,37 @@ def retrieval(args, location, annotations, what):
     return answers
 
 
+def check_frames_by_regions(args, location, what):
+    """A frame search scores each frame by the best of its own and its regions' cosines:
+    recomputed here from --frames-only and --regions searches over everything stored."""
+    for query in ["a green circle", "a red cross", "a yellow ring", "a white square"]:
+        fused, err = search(args, location, query, "--top-k", "3")
+        own, err2 = search(args, location, query, "--top-k", str(N_SCENES), "--frames-only")
+        regions, err3 = search(args, location, query, "--top-k", "1000", "--regions")
+        if fused is None or own is None or regions is None:
+            check("%s: search '%s' three ways" % (what, query), False, err + err2 + err3)
+            continue
+        best = {h["frame_id"]: (h["score"], "frame") for h in own["hits"]}
+        for h in regions["hits"]:
+            if h["score"] > best[h["frame_id"]][0]:
+                best[h["frame_id"]] = (h["score"], "region")
+        expected = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:3]
+        got = [(h["frame_id"], (h["score"], h["match"])) for h in fused["hits"]]
+        close = len(got) == 3 and all(
+            a[0] == b[0] and abs(a[1][0] - b[1][0]) < 1e-5 and a[1][1] == b[1][1]
+            for a, b in zip(got, expected))
+        check("%s: '%s': the top 3 frames are those whose best cosine, own or a region's, is "
+              "highest (%s)" % (what, query, ", ".join("%d %s" % (f, m) for f, (_, m) in got)),
+              close, "got %s, expected %s" % (got, expected))
+        check("%s: '%s': --frames-only scores frames by their own embedding (match frame, "
+              "no box)" % (what, query),
+              all(h["match"] == "frame" and "box" not in h for h in own["hits"])
+              and len(own["hits"]) == N_SCENES, own["hits"][:1])
+        check("%s: '%s': a frame a region won carries that region's box"
+              % (what, query), all(("box" in h) == (h["match"] == "region")
+                                   for h in fused["hits"]), fused["hits"])
+
+
 def check_errors(args, location, what):
     """Bad queries and models against an index built with the shipped model."""
     result = run([args.cli, "search", "--db", location, "   ", "--device", "cpu"])
@@ -119,6 +150,11 @@ def check_errors(args, location, what):
     check("%s: a query from a model of another embedding size fails, naming both" % what,
           result.returncode != 0 and "128-wide" in result.stderr and "has 32" in result.stderr,
           result.stderr)
+    result = run([args.cli, "search", "--db", location, "a red circle", "--regions",
+                  "--frames-only"])
+    check("%s: --regions with --frames-only fails, naming both" % what,
+          result.returncode != 0 and "--regions" in result.stderr
+          and "--frames-only" in result.stderr, result.stderr)
     result = run([args.cli, "search", "--db", location, "a red circle", "--since", "yesterday"])
     check("%s: a malformed --since names the value" % what,
           result.returncode != 0 and "'yesterday'" in result.stderr, result.stderr)
@@ -148,6 +184,7 @@ def part_sqlite(args, tmp):
     check("sqlite: regions stored (%d)" % regions, regions >= N_SCENES, regions)
     check("sqlite: WAL journal", mode == "wal", mode)
     retrieval(args, db, annotations, "sqlite")
+    check_frames_by_regions(args, db, "sqlite")
 
     # what a hit says, and its thumbnail
     thumbs = os.path.join(tmp, "thumbs")
@@ -303,6 +340,7 @@ def part_postgres(args, tmp):
             check("postgres: the clip is indexed into %s" % location, result.returncode == 0,
                   result.stderr[-400:])
         from_pg = retrieval(args, server.location, annotations, "postgres")
+        check_frames_by_regions(args, server.location, "postgres")
         from_sqlite = retrieval(args, db, annotations, "sqlite")
 
         def key(hits):

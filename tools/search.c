@@ -126,6 +126,9 @@ add_hit (JsonBuilder *json, const UmgClipStoreHit *hit)
   json_builder_add_double_value (json, hit->score);
   json_builder_set_member_name (json, "frame_id");
   json_builder_add_int_value (json, hit->frame_id);
+  /* what scored: the frame's embedding, or one of its regions' */
+  json_builder_set_member_name (json, "match");
+  json_builder_add_string_value (json, hit->region ? "region" : "frame");
   if (!hit->region)
     return;
   json_builder_set_member_name (json, "box");
@@ -166,7 +169,8 @@ umgclip_tool_search (const UmgClipSearchOptions *options, GString *out, GError *
                              .since_us = G_MININT64,
                              .until_us = G_MAXINT64,
                              .top_k = options->top_k,
-                             .regions = options->regions };
+                             .regions = options->regions,
+                             .frames_by_regions = !options->frames_only };
   UmgClipDeviceKind device;
   gint device_index;
   gint64 started;
@@ -176,6 +180,13 @@ umgclip_tool_search (const UmgClipSearchOptions *options, GString *out, GError *
     {
       g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
                    "search needs --db LOCATION (a SQLite file or postgresql://...)");
+      return FALSE;
+    }
+  if (options->regions && options->frames_only)
+    {
+      g_set_error (error, UMGCLIP_ERROR, UMGCLIP_ERROR_ARGUMENT,
+                   "search: --regions and --frames-only together; --regions gives regions, "
+                   "--frames-only frames by their own embedding");
       return FALSE;
     }
   query = g_strstrip (g_strdup (options->query != NULL ? options->query : ""));

@@ -13,7 +13,8 @@ typedef struct
   const gchar *model;            /* NULL: the model the index records */
   const gchar *device;           /* auto, cpu, vulkan, vulkan:N */
   guint top_k;
-  gboolean regions;
+  gboolean regions;        /* regions instead of frames */
+  gboolean frames_only;    /* frames by their own embedding alone, not also their regions' */
   const gchar *stream;     /* only this stream, or NULL */
   const gchar *since;      /* ISO 8601 or seconds since the epoch, or NULL */
   const gchar *until;      /* likewise */

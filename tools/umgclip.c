@@ -39,6 +39,7 @@ typedef struct
   gboolean normalize;
   gboolean panoptic;
   gboolean regions;
+  gboolean frames_only;
 } Args;
 
 static void
@@ -57,8 +58,9 @@ usage (FILE *stream)
          "                 [--thing-affinity A]\n"
          "  umgclip tag [MODEL] IMAGE --boxes \"x,y,w,h;...\" --labels L [--top-k K]\n"
          "  umgclip bench [MODEL] [--size N] [--iterations N]\n"
-         "  umgclip search --db LOCATION TEXT [--top-k K] [--regions] [--stream S]\n"
-         "                 [--since T] [--until T] [--thumbnails DIR] [--template T]...\n"
+         "  umgclip search --db LOCATION TEXT [--top-k K] [--regions | --frames-only]\n"
+         "                 [--stream S] [--since T] [--until T] [--thumbnails DIR]\n"
+         "                 [--template T]...\n"
          "MODEL: a model directory (HuggingFace or OpenCLIP layout); also --model DIR. Without\n"
          "one: $UMGCLIP_MODEL, else the shipped model. For tokenize and encode-text the first\n"
          "operand is the model only when it is a directory.\n"
@@ -76,7 +78,10 @@ usage (FILE *stream)
          "\"" DEFAULT_TEMPLATE "\"; for search \"{}\", the text as given)\n"
          "  search: LOCATION is umgclipindex's (a SQLite file, or postgresql://HOST/DB);\n"
          "          the model is the one the index records unless --model names one;\n"
-         "          T is ISO 8601 (2026-12-01T08:30:00Z) or seconds since the epoch\n",
+         "          T is ISO 8601 (2026-12-01T08:30:00Z) or seconds since the epoch;\n"
+         "          frames score the best of their own and their regions' cosines (a hit\n"
+         "          that a region won carries its box), --frames-only their own alone;\n"
+         "          --regions: regions instead of frames\n",
          stream);
 }
 
@@ -141,6 +146,11 @@ parse_args (gint argc, gchar **argv, Args *args, GError **error)
       if (g_strcmp0 (arg, "--regions") == 0)
         {
           args->regions = TRUE;
+          continue;
+        }
+      if (g_strcmp0 (arg, "--frames-only") == 0)
+        {
+          args->frames_only = TRUE;
           continue;
         }
       if (g_strcmp0 (arg, "--threshold") == 0 || g_strcmp0 (arg, "--thing-affinity") == 0)
@@ -848,6 +858,7 @@ run_search (const Args *args, GString *out, GError **error)
                                    .device = args->device,
                                    .top_k = args->top_k,
                                    .regions = args->regions,
+                                   .frames_only = args->frames_only,
                                    .stream = args->stream,
                                    .since = args->since,
                                    .until = args->until,
