@@ -238,7 +238,8 @@ def check_options(tool, device, work):
     out_dir, log_path = os.path.join(work, "p4"), os.path.join(work, "p4.jsonl")
     result = subprocess.run([TORCH_PYTHON, TRAIN_PY, "--model", "umg", "--steps", "2", "--batch",
                              "4", "--set", "patch_size=4", "--set", "vision_width=64",
-                             "--set", "vision_heads=2", "--word-weight", "1", "--out", out_dir,
+                             "--set", "vision_heads=2", "--word-weight", "1", "--free-colours",
+                             "0", "--out", out_dir,
                              "--log", log_path], capture_output=True, text=True)
     if not check(result.returncode == 0, "train.py --set patch_size=4 ... --word-weight 1 runs"):
         print(result.stdout + result.stderr)
@@ -249,6 +250,8 @@ def check_options(tool, device, work):
     _, rows = read_log(log_path)
     check(len(rows) == 2 and all(r.get("words", 0) > 0 for r in rows),
           "--word-weight logs its loss")
+    args = read_log(log_path)[0]["args"]
+    check(args["free_colours"] == 0.0, "--free-colours 0 reaches the run: %s" % args["free_colours"])
 
 
 # Run by TORCH_PYTHON: what train.free_coloured does to 40 training scenes, as JSON.

@@ -79,10 +79,11 @@ def parse_args(argv=None):
     parser.add_argument("--word-weight", type=float, default=0.0,
                         help="umg: weight of the loss that ranks each region against the colour "
                              "words alone and the shape words alone (default 0: off)")
-    parser.add_argument("--free-colours", type=float, default=0.0,
+    parser.add_argument("--free-colours", type=float, default=0.3,
                         help="share of training things repainted in a colour no word names "
                              "(pink, cyan, brown, teal, grey) and called by their shape alone, "
-                             "\"a ring\": shape without a colour to lean on (default 0: off)")
+                             "\"a ring\": shape without a colour to lean on (default 0.3; 0: "
+                             "off)")
     parser.add_argument("--hard-negatives", type=int, default=0,
                         help="shape-swapped captions per scene added as negative texts")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=N",
@@ -105,7 +106,7 @@ def parse_args(argv=None):
         parser.error("--free-colours %g: want a share in [0, 1]" % args.free_colours)
     if args.free_colours > 0 and args.word_weight > 0:
         parser.error("--free-colours and --word-weight: a thing of an unnamed colour has no "
-                     "colour word to rank")
+                     "colour word to rank (add --free-colours 0)")
     args.config = {}
     for item in args.set:
         key, _, value = item.partition("=")
