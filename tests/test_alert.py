@@ -29,8 +29,8 @@ THING, OTHER, ABSENT = "a yellow ring", "a blue square", "a purple cross"
 # the shipped model's cosines on this clip: 0.26-0.41 for the ring when present, -0.20 when
 # not, at most -0.01 for the absent cross, and 0.55-0.77 for the square; the threshold sits
 # between the absent and the present (model 2 gave the ring 0.25-0.43 and the cross at most
-# -0.10; model 1 gave the ring 0.376-0.435, and the threshold was 0.3). Measured by tests/clip_cosines.py BUILD/tools/umgclip
-# models/umgclip-tiny DIR --present 10:19 "a yellow ring" "a blue square" "a purple cross",
+# -0.10; model 1 gave the ring 0.376-0.435, and the threshold was 0.3). Measured by
+# tests/clip_cosines.py BUILD/tools/umgclip models/umgclip-tiny DIR --present 10:19 "a yellow ring" "a blue square" "a purple cross",
 # DIR from tests/clips.py event --frames 30 --present 10:19 --thing "yellow ring" --other
 # "blue square" --absent "" --out DIR
 THRESHOLD = 0.1

@@ -247,11 +247,11 @@ def check_options(tool, device, work):
     vision = json.loads(umgclip(tool, device, "info", out_dir).stdout)["vision"]
     check((vision["patch_size"], vision["width"], vision["heads"]) == (4, 64, 2),
           "the overrides reach the exported model: %s" % vision)
-    _, rows = read_log(log_path)
+    header, rows = read_log(log_path)
     check(len(rows) == 2 and all(r.get("words", 0) > 0 for r in rows),
           "--word-weight logs its loss")
-    args = read_log(log_path)[0]["args"]
-    check(args["free_colours"] == 0.0, "--free-colours 0 reaches the run: %s" % args["free_colours"])
+    free = header["args"]["free_colours"]
+    check(free == 0.0, "--free-colours 0 reaches the run: %s" % free)
 
 
 # Run by TORCH_PYTHON: what train.free_coloured does to 40 training scenes, as JSON.
